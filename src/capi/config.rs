@@ -1,0 +1,122 @@
+//! `ibstack_config`: Ceph's ms_async_rdma_* options by name.
+
+use crate::config::Config;
+use crate::error::Error;
+use crate::ffi::handle;
+use crate::ffi_boundary;
+use std::os::raw::{c_char, c_int};
+
+/// Configuration: every ms_async_rdma_* option of Ceph 16.2.15 with Ceph's
+/// default, plus ibstack's own ibstack_* options.
+/// Ownership: created by ibstack_config_new, freed by ibstack_config_free.
+/// Objects built from it (ibstack_ib_new, …) copy what they need.
+/// Thread safety: concurrent reads are safe; do not read while another thread
+/// sets or loads.
+pub struct ibstack_config {
+    pub(crate) inner: Config,
+}
+
+/// Creates a configuration holding Ceph's defaults. Caller owns `*out`; free
+/// it with ibstack_config_free. Returns 0 or -EINVAL (out is NULL).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_config_new(out: *mut *mut ibstack_config) -> c_int {
+    ffi_boundary!("ibstack_config_new", {
+        handle::check_out(out, "out")?;
+        // SAFETY: out checked non-NULL.
+        unsafe { handle::give(out, ibstack_config { inner: Config::default() }) };
+        Ok(0)
+    })
+}
+
+/// Frees a configuration. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_config_free(cfg: *mut ibstack_config) {
+    ffi_boundary!("ibstack_config_free", {
+        // SAFETY: cfg is NULL or came from ibstack_config_new.
+        unsafe { handle::free(cfg) };
+        Ok(())
+    })
+}
+
+/// Sets one option by Ceph's name (spaces or dashes may stand for
+/// underscores: "ms async rdma gid idx"). Values use Ceph's syntax for the
+/// option's type (sizes take K/M/G suffixes, binary). Returns 0, or -EINVAL
+/// for an unknown key or a bad value; the message names the key, the value
+/// and the expected type. On error the configuration is unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_config_set(cfg: *mut ibstack_config, key: *const c_char, value: *const c_char) -> c_int {
+    ffi_boundary!("ibstack_config_set", {
+        // SAFETY: pointers are NULL or valid per the header contract.
+        let cfg = unsafe { handle::borrow_mut(cfg, "cfg") }?;
+        let key = unsafe { handle::str_arg(key, "key") }?;
+        let value = unsafe { handle::str_arg(value, "value") }?;
+        cfg.inner.set(key, value)?;
+        Ok(0)
+    })
+}
+
+/// Copies the option's current value, as text, into `buf` (NUL-terminated,
+/// truncated to len - 1 bytes). Returns the value's full length (>= len means
+/// truncated), or -EINVAL for an unknown key or NULL cfg/key. `buf` may be
+/// NULL when `len` is 0.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_config_get(
+    cfg: *const ibstack_config,
+    key: *const c_char,
+    buf: *mut c_char,
+    len: usize,
+) -> c_int {
+    ffi_boundary!("ibstack_config_get", {
+        // SAFETY: pointers are NULL or valid per the header contract.
+        let cfg = unsafe { handle::borrow(cfg, "cfg") }?;
+        let key = unsafe { handle::str_arg(key, "key") }?;
+        if buf.is_null() && len > 0 {
+            return Err(Error::inval(format!("buf is NULL but len is {len}")));
+        }
+        let v = cfg.inner.get(key)?;
+        // SAFETY: buf is NULL (len 0) or holds len bytes.
+        let n = unsafe { crate::ffi::error::copy_to_c_buf(&v, buf, len) };
+        Ok(n.min(c_int::MAX as usize) as c_int)
+    })
+}
+
+/// Loads a ceph.conf: [global] first, then `section` overriding it ("osd",
+/// "mon", or a daemon name such as "osd.3", which also applies "[osd]").
+/// NULL or "" section = [global] only. Keys of other Ceph subsystems are
+/// ignored; an unknown ms_async_rdma_* key, a bad value or a bad line is
+/// -EINVAL with a message naming the file, line, key and expected type; an
+/// unreadable file is the OS errno (-ENOENT, -EACCES …). On error the
+/// configuration is unchanged.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_config_load_file(
+    cfg: *mut ibstack_config,
+    path: *const c_char,
+    section: *const c_char,
+) -> c_int {
+    ffi_boundary!("ibstack_config_load_file", {
+        // SAFETY: pointers are NULL or valid per the header contract.
+        let cfg = unsafe { handle::borrow_mut(cfg, "cfg") }?;
+        let path = unsafe { handle::str_arg(path, "path") }?;
+        let section = if section.is_null() { "" } else { unsafe { handle::str_arg(section, "section") }? };
+        cfg.inner.load_file(std::path::Path::new(path), section)?;
+        Ok(0)
+    })
+}
+
+/// Copies every option and its value as a JSON object into `buf` (same
+/// truncation rule as ibstack_config_get). Returns the full JSON length or
+/// -EINVAL.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_config_to_json(cfg: *const ibstack_config, buf: *mut c_char, len: usize) -> c_int {
+    ffi_boundary!("ibstack_config_to_json", {
+        // SAFETY: pointers are NULL or valid per the header contract.
+        let cfg = unsafe { handle::borrow(cfg, "cfg") }?;
+        if buf.is_null() && len > 0 {
+            return Err(Error::inval(format!("buf is NULL but len is {len}")));
+        }
+        let json = cfg.inner.to_json();
+        // SAFETY: buf is NULL (len 0) or holds len bytes.
+        let n = unsafe { crate::ffi::error::copy_to_c_buf(&json, buf, len) };
+        Ok(n.min(c_int::MAX as usize) as c_int)
+    })
+}

@@ -1,0 +1,70 @@
+//! `ibstack_device_list`: the RDMA devices present.
+
+use crate::error::Error;
+use crate::ffi::handle;
+use crate::ffi_boundary;
+use crate::verbs::DeviceList;
+use std::os::raw::{c_char, c_int};
+
+/// A snapshot of the RDMA devices present (names only).
+/// Ownership: created by ibstack_device_list_new, freed by
+/// ibstack_device_list_free. Thread safety: immutable, any thread.
+pub struct ibstack_device_list {
+    names: Vec<String>,
+}
+
+/// Lists the RDMA devices. A host without devices (or without kernel RDMA
+/// support) gives an empty list, not an error. Caller owns `*out`.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_device_list_new(out: *mut *mut ibstack_device_list) -> c_int {
+    ffi_boundary!("ibstack_device_list_new", {
+        handle::check_out(out, "out")?;
+        let names = DeviceList::new()?.names();
+        // SAFETY: out checked non-NULL.
+        unsafe { handle::give(out, ibstack_device_list { names }) };
+        Ok(0)
+    })
+}
+
+/// Frees a device list. NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_device_list_free(list: *mut ibstack_device_list) {
+    ffi_boundary!("ibstack_device_list_free", {
+        // SAFETY: list is NULL or came from ibstack_device_list_new.
+        unsafe { handle::free(list) };
+        Ok(())
+    })
+}
+
+/// Number of devices in the list (0 for a NULL list).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_device_list_count(list: *const ibstack_device_list) -> usize {
+    ffi_boundary!("ibstack_device_list_count", {
+        // SAFETY: list is NULL or live.
+        Ok(unsafe { handle::borrow(list, "list") }?.names.len())
+    })
+}
+
+/// Copies the name of device `index` into `buf` (NUL-terminated, truncated
+/// to len - 1). Returns the name's length, -ERANGE when index >= count, or
+/// -EINVAL for a NULL list.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_device_list_name(
+    list: *const ibstack_device_list,
+    index: usize,
+    buf: *mut c_char,
+    len: usize,
+) -> c_int {
+    ffi_boundary!("ibstack_device_list_name", {
+        // SAFETY: list is NULL or live.
+        let list = unsafe { handle::borrow(list, "list") }?;
+        if buf.is_null() && len > 0 {
+            return Err(Error::inval(format!("buf is NULL but len is {len}")));
+        }
+        let name = list.names.get(index).ok_or_else(|| {
+            Error::new(libc::ERANGE, format!("index {index} is out of range: the list has {} device(s)", list.names.len()))
+        })?;
+        // SAFETY: buf is NULL (len 0) or holds len bytes.
+        Ok(unsafe { crate::ffi::error::copy_to_c_buf(name, buf, len) } as c_int)
+    })
+}

@@ -1,0 +1,9 @@
+//! Exported `ibstack_*` functions, one file per object. Nothing here calls
+//! verbs directly; pointers are converted only through `crate::ffi::handle`.
+//! C names (`ibstack_*`) are kept for types too, so the header matches.
+#![allow(non_camel_case_types)]
+
+pub mod config;
+pub mod device;
+pub mod global;
+pub mod ib;

@@ -1,0 +1,170 @@
+//! The panic boundary. A panic must never unwind into C (since Rust 1.81 it
+//! would abort the host daemon), so every exported body runs inside
+//! [`ffi_boundary!`](crate::ffi_boundary): the body returns `Result<T>`, a
+//! failure becomes the C return value chosen by [`FfiReturn`] plus a
+//! thread-local message, and a panic becomes `-ENOTRECOVERABLE` / NULL /
+//! false / 0 and is logged once.
+
+use crate::error::Error;
+use std::any::Any;
+use std::os::raw::c_int;
+
+/// How a C return type encodes failure.
+pub trait FfiReturn: Sized {
+    /// The value returned when the body failed with `err`.
+    fn from_error(err: &Error) -> Self;
+    /// The value returned when the body panicked.
+    fn from_panic() -> Self {
+        Self::from_error(&Error::new(libc::ENOTRECOVERABLE, "panic"))
+    }
+}
+
+impl FfiReturn for c_int {
+    fn from_error(err: &Error) -> Self {
+        -err.errno.abs()
+    }
+}
+
+impl FfiReturn for isize {
+    fn from_error(err: &Error) -> Self {
+        -(err.errno.abs() as isize)
+    }
+}
+
+/// Sizes and counts that cannot carry an errno: failure is 0.
+impl FfiReturn for usize {
+    fn from_error(_: &Error) -> Self {
+        0
+    }
+}
+
+impl FfiReturn for u32 {
+    fn from_error(_: &Error) -> Self {
+        0
+    }
+}
+
+impl FfiReturn for u8 {
+    fn from_error(_: &Error) -> Self {
+        0
+    }
+}
+
+impl FfiReturn for bool {
+    fn from_error(_: &Error) -> Self {
+        false
+    }
+}
+
+impl FfiReturn for () {
+    fn from_error(_: &Error) -> Self {}
+}
+
+impl<T> FfiReturn for *const T {
+    fn from_error(_: &Error) -> Self {
+        std::ptr::null()
+    }
+}
+
+impl<T> FfiReturn for *mut T {
+    fn from_error(_: &Error) -> Self {
+        std::ptr::null_mut()
+    }
+}
+
+/// Text of a panic payload.
+pub fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_string()
+    }
+}
+
+/// Called by the boundary macro with the body's outcome.
+pub fn finish<T: FfiReturn>(func: &str, outcome: std::thread::Result<crate::Result<T>>) -> T {
+    match outcome {
+        Ok(Ok(v)) => v,
+        Ok(Err(err)) => {
+            let ret = T::from_error(&err);
+            crate::ffi::error::set_last_error(func, &err);
+            ret
+        }
+        Err(payload) => {
+            let msg = panic_message(payload.as_ref());
+            let err = Error::new(
+                libc::ENOTRECOVERABLE,
+                format!("internal error (panic caught at the C boundary, please report it): {msg}"),
+            );
+            log::error!("{func}: {}", err.msg);
+            crate::ffi::error::set_last_error(func, &err);
+            T::from_panic()
+        }
+    }
+}
+
+/// Run an exported function's body (an expression of type `Result<T>`) with
+/// the panic guard and the error conversion. `$func` names the C function in
+/// messages.
+#[macro_export]
+macro_rules! ffi_boundary {
+    ($func:literal, $body:block) => {{
+        $crate::ffi::log::ensure_installed();
+        let outcome = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(
+            || -> $crate::Result<_> { $body },
+        ));
+        $crate::ffi::panic::finish($func, outcome)
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guarded(kind: u8) -> c_int {
+        crate::ffi_boundary!("test_fn", {
+            match kind {
+                0 => Ok(7),
+                1 => Err(Error::new(libc::ENODEV, "no device here")),
+                _ => panic!("boom {kind}"),
+            }
+        })
+    }
+
+    fn guarded_ptr(fail: bool) -> *mut u8 {
+        crate::ffi_boundary!("test_ptr", {
+            if fail {
+                panic!("pointer panic")
+            }
+            Ok(std::ptr::NonNull::<u8>::dangling().as_ptr())
+        })
+    }
+
+    #[test]
+    fn ok_passes_through() {
+        assert_eq!(guarded(0), 7);
+    }
+
+    #[test]
+    fn error_becomes_negative_errno_and_message() {
+        assert_eq!(guarded(1), -libc::ENODEV);
+        let msg = crate::ffi::error::last_error_string();
+        assert_eq!(msg, "test_fn: no device here");
+    }
+
+    #[test]
+    fn panic_becomes_enotrecoverable_and_is_described() {
+        let prev = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let r = guarded(2);
+        let p = guarded_ptr(true);
+        std::panic::set_hook(prev);
+        assert_eq!(r, -libc::ENOTRECOVERABLE);
+        assert!(p.is_null());
+        let msg = crate::ffi::error::last_error_string();
+        assert!(msg.contains("pointer panic"), "{msg}");
+        assert!(!guarded_ptr(false).is_null());
+    }
+}

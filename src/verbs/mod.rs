@@ -1,0 +1,64 @@
+//! Safe wrappers over libibverbs. This is the only module that calls
+//! `ibv_*` functions or reads `errno`.
+//!
+//! libibverbs has three error conventions, normalised here once:
+//! * "returns the errno value" (query_device/port, modify_qp, post_*,
+//!   req_notify_cq, destroy_*, dealloc_pd, dereg_mr, fork_init,
+//!   _ibv_query_gid_ex) → [`check_ret`];
+//! * "NULL and sets errno" (get_device_list, open_device, alloc_pd, reg_mr,
+//!   create_*) → [`errno_now`] read immediately after the call;
+//! * "-1 and sets errno" (query_gid, get_cq_event, get_async_event,
+//!   close_device) → [`errno_now`].
+
+pub mod device;
+pub mod pd;
+
+pub use device::{Context, DeviceAttr, DeviceList, GidEntry, GidType, LinkLayer, PortAttr, PortState};
+pub use pd::Pd;
+
+use crate::error::{Error, Result};
+
+/// The calling thread's errno, read right after a call that sets it.
+pub(crate) fn errno_now() -> i32 {
+    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// For calls that return their error number: 0 is success, anything else is
+/// the (positive) errno. A negative return is tolerated as well.
+pub(crate) fn check_ret(call: &str, ret: i32) -> Result<()> {
+    if ret == 0 {
+        Ok(())
+    } else {
+        let e = ret.abs();
+        Err(Error::new(e, format!("{call} failed: {} (returned {ret})", crate::errno::errno_cstr(e).to_string_lossy())))
+    }
+}
+
+/// For calls that set errno: build the error from the current errno.
+pub(crate) fn errno_err(call: &str) -> Error {
+    let e = errno_now();
+    Error::new(e, format!("{call} failed: {}", crate::errno::errno_cstr(e).to_string_lossy()))
+}
+
+/// `ibv_fork_init()`: must run before any other verbs call to take effect.
+pub fn fork_init() -> Result<()> {
+    // SAFETY: no arguments; returns an errno value.
+    check_ret("ibv_fork_init", unsafe { rdma_sys::ibv_fork_init() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn returned_errno_is_used_not_thread_errno() {
+        // errno holds EINPROGRESS (a stale value from a connect), the call returned ENOMEM.
+        unsafe { *libc::__errno_location() = libc::EINPROGRESS };
+        let e = check_ret("ibv_post_send", libc::ENOMEM).unwrap_err();
+        assert_eq!(e.errno, libc::ENOMEM);
+        assert!(e.msg.contains("ENOMEM"), "{}", e.msg);
+        assert!(!e.msg.contains("EINPROGRESS"), "{}", e.msg);
+        assert!(check_ret("x", 0).is_ok());
+        assert_eq!(check_ret("x", -libc::EINVAL).unwrap_err().errno, libc::EINVAL);
+    }
+}
