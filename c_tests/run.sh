@@ -1,0 +1,66 @@
+#!/bin/sh
+# Runs ibstack's C tests and adds up their "ok" / "not ok" lines.
+# usage: run.sh host|vm BUILD_DIR STAGE_DIR
+# Ends with "N passed, N failed"; exits non-zero if anything failed.
+mode=$1 build=$2 stage=$3
+passed=0 failed=0
+
+tally() {  # $1 = label, $2 = exit status, $3 = output file
+    p=$(grep -c '^ok - ' "$3")
+    f=$(grep -c '^not ok - ' "$3")
+    passed=$((passed + p)); failed=$((failed + f))
+    if [ "$2" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "not ok - $1 exited with status $2 without reporting a failed check"
+        failed=$((failed + 1))
+    fi
+    if [ "$p" -eq 0 ] && [ "$f" -eq 0 ] && [ "$2" -eq 0 ]; then
+        echo "not ok - $1 ran no check"
+        failed=$((failed + 1))
+    fi
+}
+
+run() {  # $1 = label, rest = command
+    label=$1; shift
+    echo "# --- $label"
+    out=$(mktemp)
+    "$@" > "$out" 2>&1
+    rc=$?
+    cat "$out"
+    tally "$label" "$rc" "$out"
+    rm -f "$out"
+}
+
+check() {  # $1 = description, rest = command whose success is the check
+    d=$1; shift
+    if "$@" >/dev/null 2>&1; then echo "ok - $d"; passed=$((passed + 1)); else echo "not ok - $d"; failed=$((failed + 1)); fi
+}
+
+lib=$stage/lib/libibstack.so
+if [ "$mode" = host ]; then
+    for v in so a; do
+        for t in test_null_args test_config test_nodevice test_log; do run "$t ($v)" "$build/$t.$v"; done
+    done
+    run "test_header (C11, .so)" "$build/test_header.so"
+    run "test_header_cpp (C++17, .a)" "$build/test_header_cpp.a"
+    run "test_preload without LD_PRELOAD" "$build/test_preload" expect-absent
+    run "test_preload with LD_PRELOAD" env LD_PRELOAD="$lib" "$build/test_preload" expect-present
+    echo "# --- library checks"
+    check "nm -D exports only ibstack_* symbols" \
+        sh -c "test -z \"\$(nm -D --defined-only '$lib' | awk '{print \$3}' | grep -v '^ibstack_' | grep -v '^IBSTACK_')\""
+    check "nm -D exports ibstack_version" sh -c "nm -D --defined-only '$lib' | grep -q ' ibstack_version\$'"
+    check "readelf shows the soname libibstack.so.0" sh -c "readelf -d '$lib' | grep -q 'Library soname: \[libibstack.so.0\]'"
+    check "pkg-config --modversion works" sh -c "PKG_CONFIG_PATH='$stage/lib/pkgconfig' pkg-config --modversion ibstack"
+    plain=$(sh -c 'echo hello; printf "%s\n" a b c | sort -r; ls / | wc -l' 2>&1; echo "rc=$?")
+    pre=$(LD_PRELOAD="$lib" sh -c 'echo hello; printf "%s\n" a b c | sort -r; ls / | wc -l' 2>&1; echo "rc=$?")
+    check "LD_PRELOAD into an unrelated program changes nothing" test "$plain" = "$pre"
+elif [ "$mode" = vm ]; then
+    for v in so a; do
+        run "test_ib_rxe ($v)" "$build/test_ib_rxe.$v"
+        run "test_memlock ($v, uid 1000, ulimit -l 8192)" \
+            sh -c "ulimit -l 8192 && exec /usr/bin/setpriv --reuid=1000 --regid=1000 --clear-groups '$build/test_memlock.$v'"
+    done
+else
+    echo "usage: $0 host|vm BUILD STAGE" >&2; exit 2
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]

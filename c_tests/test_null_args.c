@@ -1,0 +1,59 @@
+/* Tier A: every pointer argument checked — NULL gives -EINVAL and a message
+ * naming the argument; every _free accepts NULL. */
+#include "harness.h"
+
+int main(void) {
+    ibstack_config *cfg = NULL;
+    ibstack_ib_info info;
+    char buf[64];
+
+    CHECK_RC(ibstack_config_new(NULL), -EINVAL, "config_new(NULL)");
+    CHECK_MSG_HAS("out is NULL", "config_new(NULL) message names the argument");
+    CHECK_RC(ibstack_config_new(&cfg), 0, "config_new");
+
+    CHECK_RC(ibstack_config_set(NULL, "ms_async_rdma_sl", "1"), -EINVAL, "config_set(cfg NULL)");
+    CHECK_MSG_HAS("ibstack_config_set: cfg is NULL", "message names the function and argument");
+    CHECK_RC(ibstack_config_set(cfg, NULL, "1"), -EINVAL, "config_set(key NULL)");
+    CHECK_RC(ibstack_config_set(cfg, "ms_async_rdma_sl", NULL), -EINVAL, "config_set(value NULL)");
+    CHECK_RC(ibstack_config_get(NULL, "ms_async_rdma_sl", buf, sizeof buf), -EINVAL, "config_get(cfg NULL)");
+    CHECK_RC(ibstack_config_get(cfg, NULL, buf, sizeof buf), -EINVAL, "config_get(key NULL)");
+    CHECK_RC(ibstack_config_get(cfg, "ms_async_rdma_sl", NULL, 10), -EINVAL, "config_get(buf NULL, len 10)");
+    CHECK_RC(ibstack_config_get(cfg, "ms_async_rdma_sl", NULL, 0), 1, "config_get(buf NULL, len 0) gives the length");
+    CHECK_RC(ibstack_config_load_file(NULL, "/etc/ceph/ceph.conf", "osd"), -EINVAL, "load_file(cfg NULL)");
+    CHECK_RC(ibstack_config_load_file(cfg, NULL, "osd"), -EINVAL, "load_file(path NULL)");
+    CHECK_RC(ibstack_config_to_json(NULL, buf, sizeof buf), -EINVAL, "config_to_json(cfg NULL)");
+
+    CHECK_RC(ibstack_global_init(NULL), -EINVAL, "global_init(NULL)");
+
+    CHECK_RC(ibstack_device_list_new(NULL), -EINVAL, "device_list_new(NULL)");
+    CHECK_RC(ibstack_device_list_count(NULL), 0, "device_list_count(NULL) is 0");
+    CHECK_RC(ibstack_device_list_name(NULL, 0, buf, sizeof buf), -EINVAL, "device_list_name(NULL)");
+
+    CHECK_RC(ibstack_ib_new(NULL, NULL), -EINVAL, "ib_new(NULL, NULL)");
+    CHECK_RC(ibstack_ib_new(cfg, NULL), -EINVAL, "ib_new(cfg, NULL)");
+    CHECK_MSG_HAS("out is NULL", "ib_new names the NULL out-parameter");
+    CHECK_RC(ibstack_ib_query(NULL, &info), -EINVAL, "ib_query(NULL)");
+    CHECK_RC(ibstack_ib_device_name(NULL, buf, sizeof buf), -EINVAL, "ib_device_name(NULL)");
+    CHECK_RC(ibstack_ib_async_fd(NULL), -EINVAL, "ib_async_fd(NULL)");
+
+    CHECK(ibstack_strerror(-EINVAL) && strcmp(ibstack_strerror(-EINVAL), "EINVAL: invalid argument") == 0,
+          "strerror(-EINVAL)");
+    CHECK(strcmp(ibstack_strerror(ENODEV), "ENODEV: no such device") == 0, "strerror accepts positive values");
+    CHECK(strcmp(ibstack_strerror(123456), "unknown error") == 0, "strerror of an unknown value");
+    CHECK(strcmp(ibstack_port_state_str(4), "PORT_ACTIVE") == 0, "port_state_str(4)");
+
+    /* last_error_message: length query, truncation, NUL termination */
+    ibstack_config_set(NULL, "k", "v");
+    size_t full = ibstack_last_error_message(NULL, 0);
+    char small[8];
+    memset(small, 'x', sizeof small);
+    size_t n = ibstack_last_error_message(small, sizeof small);
+    CHECK(full > 8 && n == full && small[7] == '\0' && strlen(small) == 7, "last_error_message truncates (%zu)", full);
+
+    ibstack_config_free(NULL);
+    ibstack_device_list_free(NULL);
+    ibstack_ib_free(NULL);
+    CHECK(1, "every _free accepts NULL");
+    ibstack_config_free(cfg);
+    DONE();
+}
