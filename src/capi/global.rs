@@ -26,7 +26,7 @@ static VERSION: &str = concat!("ibstack/", env!("CARGO_PKG_VERSION"), " rdma-sys
 /// Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn ibstack_version() -> *const c_char {
-    VERSION.as_ptr().cast()
+    ffi_boundary!("ibstack_version", { Ok(VERSION.as_ptr().cast()) })
 }
 
 /// Copies the calling thread's last error message (the last failed ibstack
@@ -47,7 +47,7 @@ pub unsafe extern "C" fn ibstack_last_error_message(buf: *mut c_char, len: usize
 /// Static string, never freed. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn ibstack_strerror(err: c_int) -> *const c_char {
-    crate::errno::errno_cstr(err).as_ptr()
+    ffi_boundary!("ibstack_strerror", { Ok(crate::errno::errno_cstr(err).as_ptr()) })
 }
 
 /// Routes the library's log records to `cb` with `user_data`, for levels up

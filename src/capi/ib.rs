@@ -194,6 +194,10 @@ pub unsafe extern "C" fn ibstack_ib_async_fd(ib: *const ibstack_ib) -> c_int {
 /// names ibv_devinfo prints). Static string.
 #[no_mangle]
 pub extern "C" fn ibstack_port_state_str(state: u32) -> *const c_char {
+    ffi_boundary!("ibstack_port_state_str", { Ok(port_state_cstr(state).as_ptr()) })
+}
+
+fn port_state_cstr(state: u32) -> &'static std::ffi::CStr {
     match PortState::from_raw(state) {
         PortState::Nop => c"PORT_NOP",
         PortState::Down => c"PORT_DOWN",
@@ -203,7 +207,6 @@ pub extern "C" fn ibstack_port_state_str(state: u32) -> *const c_char {
         PortState::ActiveDefer => c"PORT_ACTIVE_DEFER",
         PortState::Unknown(_) => c"PORT_STATE_UNKNOWN",
     }
-    .as_ptr()
 }
 
 #[cfg(test)]
