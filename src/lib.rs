@@ -17,6 +17,7 @@ pub mod errno;
 pub mod error;
 pub mod ffi;
 pub mod ib;
+pub mod mem;
 pub mod prereq;
 pub mod verbs;
 

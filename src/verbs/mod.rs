@@ -11,9 +11,11 @@
 //!   close_device) → [`errno_now`].
 
 pub mod device;
+pub mod mr;
 pub mod pd;
 
 pub use device::{Context, DeviceAttr, DeviceList, GidEntry, GidType, LinkLayer, PortAttr, PortState};
+pub use mr::Mr;
 pub use pd::Pd;
 
 use crate::error::{Error, Result};

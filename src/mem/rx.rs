@@ -1,0 +1,222 @@
+//! The RX pool: registered blocks of chunks, grown on demand up to
+//! ms_async_rdma_receive_buffers (0 = unlimited).
+//!
+//! Block sizing (the footprint rule): the first block holds
+//! `ibstack_rx_first_block` buffers (default 256, i.e. 32 MiB at 128 KiB; 0
+//! restores Ceph's rule min(receive_buffers, 2 × receive_queue_len), which
+//! pins ~1 GiB on first use); each further block doubles the previous one, up
+//! to 8192 buffers, and never exceeds what is left under the limit. A block
+//! that would not fit under RLIMIT_MEMLOCK is shrunk to what fits (with a
+//! warning). Blocks stay registered until the pool is dropped.
+//!
+//! Get/release of a chunk of an existing block is lock-free; only growing
+//! takes the pool's own growth lock (never a process-wide one).
+
+use super::chunk::{Chunk, ChunkKind, FREE, IN_USE};
+use super::freelist::{FreeList, Links};
+use super::region::Region;
+use super::registrar::{register_checked, Registrar, Registration};
+use crate::error::{Error, Result};
+use crate::prereq::human_bytes;
+use once_cell::sync::OnceCell;
+use parking_lot::Mutex;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::*};
+use std::sync::Arc;
+
+pub const MAX_BLOCKS: usize = 128;
+pub const MAX_BLOCK_BUFFERS: u32 = 8192;
+const SLOT_BITS: u32 = 24;
+
+struct Block {
+    // drop order: deregister before unmapping (held only to keep the MR alive)
+    #[allow(dead_code)]
+    reg: Box<dyn Registration>,
+    region: Region,
+    chunks: Box<[Chunk]>,
+}
+
+struct Blocks<'a>(&'a [OnceCell<Block>]);
+impl Links for Blocks<'_> {
+    fn link(&self, i: u32) -> &AtomicU32 {
+        let b = self.0[(i >> SLOT_BITS) as usize].get().expect("free list names an unpublished block");
+        &b.chunks[(i & ((1 << SLOT_BITS) - 1)) as usize].next
+    }
+}
+
+pub struct RxPool {
+    blocks: Box<[OnceCell<Block>]>,
+    nblocks: AtomicUsize,
+    free: FreeList,
+    allocated: AtomicU64,
+    limit: u32,
+    buffer_size: u32,
+    huge: bool,
+    grow: Mutex<u32>, // planned size of the next block
+    registrar: Arc<dyn Registrar>,
+    exhausted: AtomicU64,
+    reg_failures: AtomicU64,
+}
+
+impl RxPool {
+    /// `limit` = ms_async_rdma_receive_buffers (0 = unlimited); `first_block`
+    /// = buffers in the first registration.
+    pub fn new(buffer_size: u32, limit: u32, first_block: u32, huge: bool, registrar: Arc<dyn Registrar>) -> RxPool {
+        RxPool {
+            blocks: (0..MAX_BLOCKS).map(|_| OnceCell::new()).collect(),
+            nblocks: AtomicUsize::new(0),
+            free: FreeList::new(),
+            allocated: AtomicU64::new(0),
+            limit,
+            buffer_size,
+            huge,
+            grow: Mutex::new(first_block.clamp(1, MAX_BLOCK_BUFFERS)),
+            registrar,
+            exhausted: AtomicU64::new(0),
+            reg_failures: AtomicU64::new(0),
+        }
+    }
+
+    fn chunk(&self, index: u32) -> &Chunk {
+        let b = self.blocks[(index >> SLOT_BITS) as usize].get().expect("published block");
+        &b.chunks[(index & ((1 << SLOT_BITS) - 1)) as usize]
+    }
+
+    fn take(&self) -> Option<&Chunk> {
+        let i = self.free.pop(&Blocks(&self.blocks))?;
+        let c = self.chunk(i);
+        c.state.store(IN_USE, Relaxed);
+        Some(c)
+    }
+
+    /// A free receive chunk (bound 0), growing the pool when needed.
+    /// -ENOBUFS when the limit is reached; a failed registration is returned
+    /// as an error and the pool stays usable.
+    pub fn get(&self) -> Result<&Chunk> {
+        if let Some(c) = self.take() {
+            return Ok(c);
+        }
+        let mut planned = self.grow.lock();
+        if let Some(c) = self.take() {
+            return Ok(c); // another thread grew the pool meanwhile
+        }
+        let allocated = self.allocated.load(Relaxed);
+        let nblocks = self.nblocks.load(Relaxed);
+        let room = if self.limit == 0 { u64::MAX } else { (self.limit as u64).saturating_sub(allocated) };
+        if room == 0 || nblocks >= MAX_BLOCKS {
+            self.exhausted.fetch_add(1, Relaxed);
+            return Err(Error::new(
+                libc::ENOBUFS,
+                format!(
+                    "out of RX buffers: allocated {allocated}, requested 1 more, limit {} (ms_async_rdma_receive_buffers{}); \
+                     buffers come back as received data is consumed",
+                    if self.limit == 0 { "unlimited".to_string() } else { self.limit.to_string() },
+                    if nblocks >= MAX_BLOCKS { format!(", and all {MAX_BLOCKS} blocks are used") } else { String::new() }
+                ),
+            ));
+        }
+        let mut n = (*planned as u64).min(room) as u32;
+        // Memlock honesty: shrink a block that would not fit, fail only if one buffer does not.
+        if let Some(avail) = self.registrar.memlock().available() {
+            let fit = (avail / self.buffer_size as u64).min(u32::MAX as u64) as u32;
+            if fit < n && fit >= 1 {
+                log::warn!(
+                    "RX pool: a block of {n} buffers would exceed RLIMIT_MEMLOCK ({} left); registering {fit}",
+                    human_bytes(avail)
+                );
+                n = fit;
+            }
+        }
+        let bytes = n as usize * self.buffer_size as usize;
+        let mut region = Region::new(bytes, self.huge)?;
+        let base = region.as_mut_ptr();
+        let what = format!(
+            "RX pool block {nblocks} ({n} x ms_async_rdma_buffer_size {}; {allocated} buffers already allocated, limit {})",
+            self.buffer_size,
+            self.limit
+        );
+        // SAFETY: the region is stored next to the registration and outlives it.
+        let reg = match unsafe { register_checked(self.registrar.as_ref(), base, region.len(), &what) } {
+            Ok(r) => r,
+            Err(e) => {
+                self.reg_failures.fetch_add(1, Relaxed);
+                return Err(e);
+            }
+        };
+        let lkey = reg.lkey();
+        let first = (nblocks as u32) << SLOT_BITS;
+        let chunks: Box<[Chunk]> = (0..n)
+            // SAFETY: i × buffer_size < bytes ≤ region length.
+            .map(|i| Chunk::new(unsafe { base.add(i as usize * self.buffer_size as usize) }, self.buffer_size, lkey, first | i, ChunkKind::Rx))
+            .collect();
+        let huge = region.is_huge();
+        if self.blocks[nblocks].set(Block { reg, region, chunks }).is_err() {
+            return Err(Error::new(libc::ENOTRECOVERABLE, "RX block slot already taken"));
+        }
+        self.nblocks.store(nblocks + 1, Release);
+        self.allocated.fetch_add(n as u64, Relaxed);
+        *planned = planned.saturating_mul(2).min(MAX_BLOCK_BUFFERS);
+        log::info!(
+            "RX pool: registered block {nblocks} of {n} buffers ({}, lkey {lkey:#x}{}); {} allocated of limit {}",
+            human_bytes(bytes as u64),
+            if huge { ", huge pages" } else { "" },
+            allocated + n as u64,
+            self.limit
+        );
+        // keep the first chunk for the caller, free the rest
+        self.free.push_spread(&Blocks(&self.blocks), (first + 1)..(first + n));
+        let c = self.chunk(first);
+        c.state.store(IN_USE, Relaxed);
+        Ok(c)
+    }
+
+    /// The header at `p`, if it is one of this pool's chunks.
+    pub fn chunk_at(&self, p: *const Chunk) -> Option<&Chunk> {
+        let size = std::mem::size_of::<Chunk>();
+        let n = self.nblocks.load(Acquire);
+        self.blocks[..n].iter().filter_map(|b| b.get()).find_map(|b| {
+            let off = (p as usize).checked_sub(b.chunks.as_ptr() as usize)?;
+            (off % size == 0 && off / size < b.chunks.len()).then(|| &b.chunks[off / size])
+        })
+    }
+
+    /// Give a receive chunk back (Ceph's release_rx_buffer): read cursors
+    /// reset, owning QP cleared. Twice, or a foreign pointer, is -EINVAL.
+    pub fn release(&self, p: *const Chunk) -> Result<()> {
+        let c = self.chunk_at(p).ok_or_else(|| Error::inval(format!("{p:p} is not an RX chunk of this pool")))?;
+        if c.state.compare_exchange(IN_USE, FREE, AcqRel, Relaxed).is_err() {
+            return Err(Error::inval(format!("RX chunk {:#x} is already free (released twice?)", c.index())));
+        }
+        c.reset_read();
+        c.set_qp(0);
+        self.free.push(&Blocks(&self.blocks), c.index());
+        Ok(())
+    }
+
+    pub fn limit(&self) -> u32 {
+        self.limit
+    }
+    pub fn allocated(&self) -> u64 {
+        self.allocated.load(Relaxed)
+    }
+    pub fn block_count(&self) -> usize {
+        self.nblocks.load(Acquire)
+    }
+    pub(crate) fn exhausted_count(&self) -> u64 {
+        self.exhausted.load(Relaxed)
+    }
+    pub(crate) fn registration_failures(&self) -> u64 {
+        self.reg_failures.load(Relaxed)
+    }
+    fn published(&self) -> impl Iterator<Item = &Block> {
+        self.blocks[..self.block_count()].iter().filter_map(|b| b.get())
+    }
+    pub fn in_use(&self) -> usize {
+        self.published().map(|b| b.chunks.iter().filter(|c| c.is_in_use()).count()).sum()
+    }
+    pub(crate) fn bytes_registered(&self) -> (u64, u64) {
+        self.published().fold((0, 0), |(all, huge), b| {
+            let l = b.region.len() as u64;
+            (all + l, huge + if b.region.is_huge() { l } else { 0 })
+        })
+    }
+}

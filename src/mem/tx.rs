@@ -1,0 +1,161 @@
+//! The TX "cluster": one contiguous region of N × buffer_size bytes,
+//! registered once; chunk headers kept in a separate array.
+
+use super::chunk::{Chunk, ChunkKind, FREE, IN_USE};
+use super::freelist::{FreeList, Links};
+use super::region::Region;
+use super::registrar::{register_checked, Registrar, Registration};
+use crate::error::{Error, Result};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::*};
+
+struct Headers<'a>(&'a [Chunk]);
+impl Links for Headers<'_> {
+    fn link(&self, i: u32) -> &AtomicU32 {
+        &self.0[i as usize].next
+    }
+}
+
+pub struct TxCluster {
+    // drop order matters: deregister before unmapping
+    reg: Box<dyn Registration>,
+    region: Region,
+    chunks: Box<[Chunk]>,
+    free: FreeList,
+    base: usize,
+    end: usize,
+    buffer_size: usize,
+    exhausted: AtomicU64,
+}
+
+impl TxCluster {
+    pub fn new(count: u32, buffer_size: u32, huge: bool, registrar: &dyn Registrar) -> Result<TxCluster> {
+        if count == 0 || buffer_size == 0 {
+            return Err(Error::inval(format!("TX pool of {count} chunks of {buffer_size} bytes is empty")));
+        }
+        let bytes = count as usize * buffer_size as usize;
+        let mut region = Region::new(bytes, huge)?;
+        let base = region.as_mut_ptr();
+        let what = format!(
+            "the TX pool ({count} x ms_async_rdma_buffer_size {buffer_size}; lower ms_async_rdma_send_buffers to pin less)"
+        );
+        // SAFETY: the region lives in the same struct and is dropped after `reg`.
+        let reg = unsafe { register_checked(registrar, base, region.len(), &what) }?;
+        let lkey = reg.lkey();
+        let chunks: Box<[Chunk]> = (0..count)
+            // SAFETY: i × buffer_size < bytes ≤ region length.
+            .map(|i| Chunk::new(unsafe { base.add(i as usize * buffer_size as usize) }, buffer_size, lkey, i, ChunkKind::Tx))
+            .collect();
+        let free = FreeList::new();
+        free.push_spread(&Headers(&chunks), 0..count);
+        log::info!(
+            "TX pool: {count} chunks x {buffer_size} bytes = {bytes} bytes in one registration (lkey {lkey:#x}{})",
+            if region.is_huge() { ", huge pages" } else { "" }
+        );
+        Ok(TxCluster { reg, base: base as usize, end: base as usize + bytes, region, chunks, free, buffer_size: buffer_size as usize, exhausted: AtomicU64::new(0) })
+    }
+
+    pub fn total(&self) -> usize {
+        self.chunks.len()
+    }
+    pub fn buffer_size(&self) -> usize {
+        self.buffer_size
+    }
+    pub fn lkey(&self) -> u32 {
+        self.reg.lkey()
+    }
+    pub(crate) fn region_len(&self) -> usize {
+        self.region.len()
+    }
+    pub(crate) fn is_huge(&self) -> bool {
+        self.region.is_huge()
+    }
+    pub(crate) fn exhausted_count(&self) -> u64 {
+        self.exhausted.load(Relaxed)
+    }
+
+    /// Take one free chunk, or None.
+    pub fn get_one(&self) -> Option<&Chunk> {
+        let i = self.free.pop(&Headers(&self.chunks))?;
+        let c = &self.chunks[i as usize];
+        c.state.store(IN_USE, Relaxed);
+        Some(c)
+    }
+
+    /// Ceph's get_send_buffers: ⌈bytes / buffer_size⌉ chunks (at most
+    /// `out.len()`), or as many as are free. Returns how many were written to
+    /// `out`; none free is -EAGAIN.
+    pub fn get(&self, bytes: usize, out: &mut [*const Chunk]) -> Result<usize> {
+        let wanted = bytes.div_ceil(self.buffer_size).min(out.len());
+        let mut n = 0;
+        while n < wanted {
+            match self.get_one() {
+                Some(c) => {
+                    out[n] = c;
+                    n += 1;
+                }
+                None => break,
+            }
+        }
+        if n == 0 && wanted > 0 {
+            self.exhausted.fetch_add(1, Relaxed);
+            return Err(Error::new(
+                libc::EAGAIN,
+                format!("no free TX chunk: all {} are in flight; retry when sends complete", self.chunks.len()),
+            ));
+        }
+        Ok(n)
+    }
+
+    /// The header at `p`, if `p` is one of this cluster's chunks.
+    pub fn chunk_at(&self, p: *const Chunk) -> Option<&Chunk> {
+        let start = self.chunks.as_ptr() as usize;
+        let off = (p as usize).checked_sub(start)?;
+        let size = std::mem::size_of::<Chunk>();
+        if off % size != 0 || off / size >= self.chunks.len() {
+            return None;
+        }
+        Some(&self.chunks[off / size])
+    }
+
+    /// Return chunks (Ceph's take_back): each is reset for writing and freed.
+    /// A chunk returned twice, or a pointer that is not one of this pool's
+    /// chunks, is -EINVAL; every valid chunk of the list is still returned.
+    pub fn put(&self, chunks: &[*const Chunk]) -> Result<()> {
+        let mut bad = Vec::new();
+        for (k, &p) in chunks.iter().enumerate() {
+            let Some(c) = self.chunk_at(p) else {
+                bad.push(format!("[{k}] {p:p} is not a TX chunk of this pool"));
+                continue;
+            };
+            if c.state.compare_exchange(IN_USE, FREE, AcqRel, Relaxed).is_err() {
+                bad.push(format!("[{k}] TX chunk {} is already free (returned twice?)", c.index()));
+                continue;
+            }
+            c.reset_write();
+            c.set_qp(0);
+            self.free.push(&Headers(&self.chunks), c.index());
+        }
+        if bad.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::inval(format!("return_tx: {} of {} rejected: {}", bad.len(), chunks.len(), bad.join("; "))))
+        }
+    }
+
+    /// Whether `p` points into the registered TX data region.
+    pub fn is_tx_buffer(&self, p: *const u8) -> bool {
+        (self.base..self.end).contains(&(p as usize))
+    }
+
+    /// The chunk whose buffer contains `p` (range-checked).
+    pub fn chunk_by_buffer(&self, p: *const u8) -> Option<&Chunk> {
+        if !self.is_tx_buffer(p) {
+            return None;
+        }
+        Some(&self.chunks[(p as usize - self.base) / self.buffer_size])
+    }
+
+    pub fn in_use(&self) -> usize {
+        self.chunks.iter().filter(|c| c.is_in_use()).count()
+    }
+}
