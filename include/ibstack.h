@@ -64,6 +64,12 @@ typedef uint32_t ibstack_link_layer;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// One registered buffer of ms_async_rdma_buffer_size bytes with its read
+// and write cursors. Borrowed from its pool: never freed by the caller, given
+// back with ibstack_mem_mgr_return_tx / ibstack_mem_mgr_release_rx_chunk.
+// Thread safety: only the holder of a chunk may use it.
+typedef struct ibstack_chunk ibstack_chunk;
+
 // Configuration: every ms_async_rdma_* option of Ceph 16.2.15 with Ceph's
 // default, plus ibstack's own ibstack_* options.
 // Ownership: created by ibstack_config_new, freed by ibstack_config_free.
@@ -84,6 +90,15 @@ typedef struct ibstack_device_list ibstack_device_list;
 // Thread safety: immutable after creation; every function may be called
 // from any thread concurrently.
 typedef struct ibstack_ib ibstack_ib;
+
+// The registered memory pools of one device: a TX cluster of tx_queue_len
+// chunks (one registration, made at creation) and an RX pool that registers
+// blocks on demand up to ms_async_rdma_receive_buffers.
+// Ownership: created by ibstack_mem_mgr_new, freed by ibstack_mem_mgr_free
+// (which deregisters everything: return every chunk first).
+// Thread safety: every function may be called from any thread concurrently;
+// getting and returning chunks takes no process-wide lock.
+typedef struct ibstack_mem_mgr ibstack_mem_mgr;
 
 // Log callback. `level`: 1 = error, 2 = warn, 3 = info, 4 = debug, 5 = trace.
 // `target` (the Rust module, e.g. "ibstack::ib") and `msg` are NUL-terminated
@@ -136,6 +151,31 @@ typedef struct ibstack_ib_info {
     // The device's async event fd (non-blocking); owned by the ibstack_ib.
     int32_t async_fd;
 } ibstack_ib_info;
+
+// Pool figures (frozen layout).
+typedef struct ibstack_mem_stats {
+    // Chunk capacity (ms_async_rdma_buffer_size).
+    uint64_t buffer_size;
+    // TX chunks: all, free, handed out, and how often none was free.
+    uint64_t tx_total;
+    uint64_t tx_free;
+    uint64_t tx_in_use;
+    uint64_t tx_exhausted;
+    // RX buffers registered so far, free, handed out; the limit (0 = none).
+    uint64_t rx_allocated;
+    uint64_t rx_free;
+    uint64_t rx_in_use;
+    uint64_t rx_limit;
+    // RX registrations (blocks) and how often the limit stopped a request.
+    uint64_t rx_blocks;
+    uint64_t rx_exhausted;
+    // Bytes registered (pinned) by both pools, and how many of them are huge pages.
+    uint64_t bytes_pinned;
+    uint64_t hugepage_bytes;
+    // Memory registrations made, and failed RX registrations.
+    uint64_t registrations;
+    uint64_t registration_failures;
+} ibstack_mem_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -251,6 +291,99 @@ int ibstack_ib_async_fd(const struct ibstack_ib *ib);
 // "PORT_ACTIVE", "PORT_DOWN", … for an `enum ibv_port_state` value (the
 // names ibv_devinfo prints). Static string.
 const char *ibstack_port_state_str(uint32_t state);
+
+// Creates the pools for `ib` with its configuration: registers the TX
+// cluster now (tx_queue_len x buffer_size bytes, after checking
+// RLIMIT_MEMLOCK); the RX pool registers on first use. Caller owns `*out`.
+// Errors: -ENOMEM with a message naming the memlock limit, the bytes needed
+// and the fixes; or the registration's errno.
+int ibstack_mem_mgr_new(const struct ibstack_ib *ib, struct ibstack_mem_mgr **out);
+
+// Deregisters and frees both pools. Chunks still handed out become invalid.
+// NULL is a no-op.
+void ibstack_mem_mgr_free(struct ibstack_mem_mgr *mm);
+
+// Takes ceil(bytes / buffer_size) TX chunks (at most `cap`), or as many as
+// are free, into `out[0..*n_out]`; chunks come reset for writing. A partial
+// result is 0 with a smaller *n_out; none free is -EAGAIN. bytes == 0 takes
+// nothing.
+int ibstack_mem_mgr_get_tx_chunks(struct ibstack_mem_mgr *mm,
+                                  size_t bytes,
+                                  struct ibstack_chunk **out,
+                                  size_t cap,
+                                  size_t *n_out);
+
+// Returns TX chunks to the cluster (each reset for writing). A chunk
+// returned twice or a pointer that is not a TX chunk of this pool is
+// -EINVAL (the message lists them); the valid ones are still returned.
+int ibstack_mem_mgr_return_tx(struct ibstack_mem_mgr *mm, struct ibstack_chunk *const *chunks, size_t n);
+
+// Whether `ptr` lies in the registered TX data region (false for NULL mm).
+bool ibstack_mem_mgr_is_tx_buffer(const struct ibstack_mem_mgr *mm, const void *ptr);
+
+// The TX chunk whose buffer contains `ptr`, or NULL outside the region.
+struct ibstack_chunk *ibstack_mem_mgr_tx_chunk_by_buffer(const struct ibstack_mem_mgr *mm, const void *ptr);
+
+// Takes one receive chunk (nothing to read yet), registering a new RX block
+// when none is free. -ENOBUFS when ms_async_rdma_receive_buffers is reached
+// (the message gives allocated, requested and the limit); a failed
+// registration returns its error and the pool stays usable.
+int ibstack_mem_mgr_get_rx_chunk(struct ibstack_mem_mgr *mm, struct ibstack_chunk **out);
+
+// Gives a receive chunk back (cursors reset, owning QP cleared). Twice, or
+// a pointer that is not an RX chunk of this pool, is -EINVAL.
+int ibstack_mem_mgr_release_rx_chunk(struct ibstack_mem_mgr *mm, struct ibstack_chunk *chunk);
+
+// Fills `*out` with the pools' figures.
+int ibstack_mem_mgr_stats(const struct ibstack_mem_mgr *mm, struct ibstack_mem_stats *out);
+
+// The same figures as a JSON object in `buf` (NUL-terminated, truncated to
+// len - 1). Returns the full JSON length or -EINVAL.
+int ibstack_mem_mgr_stats_json(const struct ibstack_mem_mgr *mm, char *buf, size_t len);
+
+// Capacity in bytes (0 for NULL).
+uint32_t ibstack_chunk_capacity(const struct ibstack_chunk *c);
+
+// Start of the chunk's registered buffer (NULL for NULL).
+void *ibstack_chunk_buffer(const struct ibstack_chunk *c);
+
+// lkey of the registration holding the buffer (0 for NULL).
+uint32_t ibstack_chunk_lkey(const struct ibstack_chunk *c);
+
+// TX: bytes written so far (the send length); RX: the read cursor.
+uint32_t ibstack_chunk_offset(const struct ibstack_chunk *c);
+
+// RX: valid payload length; TX: the capacity.
+uint32_t ibstack_chunk_bound(const struct ibstack_chunk *c);
+
+// Bytes still unread: bound - offset.
+uint32_t ibstack_chunk_size(const struct ibstack_chunk *c);
+
+// Whether the write cursor reached the capacity (false for NULL).
+bool ibstack_chunk_full(const struct ibstack_chunk *c);
+
+// Copies min(size, len) unread bytes to `dst` and advances the read cursor.
+// Returns the count (0 for NULL arguments).
+size_t ibstack_chunk_read(struct ibstack_chunk *c, void *dst, size_t len);
+
+// Copies min(capacity - offset, len) bytes from `src` after the write cursor
+// and advances it. Returns the count (0 for NULL arguments).
+size_t ibstack_chunk_write(struct ibstack_chunk *c, const void *src, size_t len);
+
+// RX: a completion delivered `n` bytes: offset 0, bound n (capped at the capacity).
+int ibstack_chunk_prepare_read(struct ibstack_chunk *c, uint32_t n);
+
+// offset 0, bound 0.
+int ibstack_chunk_reset_read(struct ibstack_chunk *c);
+
+// offset 0, bound = capacity.
+int ibstack_chunk_reset_write(struct ibstack_chunk *c);
+
+// Tags the chunk with the QP number whose receive queue holds it (0 clears).
+int ibstack_chunk_set_qp(struct ibstack_chunk *c, uint32_t qp_num);
+
+// The owning QP number (0 = none or NULL).
+uint32_t ibstack_chunk_qp(const struct ibstack_chunk *c);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -16,6 +16,7 @@ pub mod config;
 pub mod errno;
 pub mod error;
 pub mod ffi;
+pub mod handshake;
 pub mod ib;
 pub mod mem;
 pub mod prereq;

@@ -7,3 +7,4 @@ pub mod config;
 pub mod device;
 pub mod global;
 pub mod ib;
+pub mod mem;

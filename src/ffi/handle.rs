@@ -97,3 +97,14 @@ pub unsafe fn bytes_out<'a>(p: *mut u8, len: usize, what: &str) -> Result<&'a mu
     // SAFETY: guaranteed by the caller.
     Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
 }
+
+/// Opaque C pointer ↔ the Rust object it stands for, for objects that C
+/// borrows from a pool (chunks) rather than owns.
+pub fn opaque_ptr<Rust, C>(r: &Rust) -> *mut C {
+    (r as *const Rust).cast_mut().cast()
+}
+
+/// The Rust pointer an opaque borrowed C pointer stands for (not dereferenced).
+pub fn from_opaque<C, Rust>(p: *const C) -> *const Rust {
+    p.cast()
+}

@@ -19,21 +19,35 @@ struct Shard {
 
 pub(crate) struct FreeList {
     shards: Box<[Shard]>,
+    /// shards.len() − 1; the shard count is a power of two so picking one is a mask, not a division.
+    mask: usize,
 }
 
 static NEXT_THREAD: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
-    static THREAD_SLOT: usize = NEXT_THREAD.fetch_add(1, Relaxed);
+    static THREAD_SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+fn thread_slot() -> usize {
+    THREAD_SLOT.with(|s| {
+        let v = s.get();
+        if v != usize::MAX {
+            return v;
+        }
+        let v = NEXT_THREAD.fetch_add(1, Relaxed);
+        s.set(v);
+        v
+    })
 }
 
 impl FreeList {
     pub(crate) fn new() -> FreeList {
-        let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 16) * 2;
-        FreeList { shards: (0..n).map(|_| Shard { head: AtomicU64::new(0) }).collect() }
+        let n = (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).clamp(2, 16) * 2).next_power_of_two();
+        FreeList { shards: (0..n).map(|_| Shard { head: AtomicU64::new(0) }).collect(), mask: n - 1 }
     }
 
     fn home(&self) -> usize {
-        THREAD_SLOT.with(|s| *s) % self.shards.len()
+        thread_slot() & self.mask
     }
 
     fn push_to(&self, shard: &Shard, links: &dyn Links, index: u32) {
@@ -72,15 +86,17 @@ impl FreeList {
     /// Spread initial entries over the shards so the first takers do not all steal.
     pub(crate) fn push_spread(&self, links: &dyn Links, indices: impl Iterator<Item = u32>) {
         for (i, index) in indices.enumerate() {
-            self.push_to(&self.shards[i % self.shards.len()], links, index);
+            self.push_to(&self.shards[i & self.mask], links, index);
         }
     }
 
     /// Take a free index: own shard first, then the others.
     pub(crate) fn pop(&self, links: &dyn Links) -> Option<u32> {
         let home = self.home();
-        let n = self.shards.len();
-        (0..n).find_map(|k| self.pop_from(&self.shards[(home + k) % n], links))
+        if let Some(i) = self.pop_from(&self.shards[home], links) {
+            return Some(i);
+        }
+        (1..self.shards.len()).find_map(|k| self.pop_from(&self.shards[(home + k) & self.mask], links))
     }
 }
 

@@ -1,0 +1,377 @@
+//! `ibstack_mem_mgr` and `ibstack_chunk`: Ceph's MemoryManager (TX cluster,
+//! RX pool) and its chunks.
+
+use crate::capi::ib::ibstack_ib;
+use crate::error::Error;
+use crate::ffi::handle::{self, from_opaque, opaque_ptr};
+use crate::ffi_boundary;
+use crate::ib::Ib;
+use crate::mem::{Chunk, MemoryManager, MemStats, VerbsRegistrar};
+use std::os::raw::{c_char, c_int, c_void};
+use std::sync::Arc;
+
+/// The registered memory pools of one device: a TX cluster of tx_queue_len
+/// chunks (one registration, made at creation) and an RX pool that registers
+/// blocks on demand up to ms_async_rdma_receive_buffers.
+/// Ownership: created by ibstack_mem_mgr_new, freed by ibstack_mem_mgr_free
+/// (which deregisters everything: return every chunk first).
+/// Thread safety: every function may be called from any thread concurrently;
+/// getting and returning chunks takes no process-wide lock.
+pub struct ibstack_mem_mgr {
+    inner: MemoryManager,
+    _ib: Arc<Ib>,
+}
+
+/// One registered buffer of ms_async_rdma_buffer_size bytes with its read
+/// and write cursors. Borrowed from its pool: never freed by the caller, given
+/// back with ibstack_mem_mgr_return_tx / ibstack_mem_mgr_release_rx_chunk.
+/// Thread safety: only the holder of a chunk may use it.
+pub struct ibstack_chunk {
+    _opaque: [u8; 0],
+}
+
+/// Pool figures (frozen layout).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ibstack_mem_stats {
+    /// Chunk capacity (ms_async_rdma_buffer_size).
+    pub buffer_size: u64,
+    /// TX chunks: all, free, handed out, and how often none was free.
+    pub tx_total: u64,
+    pub tx_free: u64,
+    pub tx_in_use: u64,
+    pub tx_exhausted: u64,
+    /// RX buffers registered so far, free, handed out; the limit (0 = none).
+    pub rx_allocated: u64,
+    pub rx_free: u64,
+    pub rx_in_use: u64,
+    pub rx_limit: u64,
+    /// RX registrations (blocks) and how often the limit stopped a request.
+    pub rx_blocks: u64,
+    pub rx_exhausted: u64,
+    /// Bytes registered (pinned) by both pools, and how many of them are huge pages.
+    pub bytes_pinned: u64,
+    pub hugepage_bytes: u64,
+    /// Memory registrations made, and failed RX registrations.
+    pub registrations: u64,
+    pub registration_failures: u64,
+}
+
+impl From<MemStats> for ibstack_mem_stats {
+    fn from(s: MemStats) -> Self {
+        ibstack_mem_stats {
+            buffer_size: s.buffer_size,
+            tx_total: s.tx_total,
+            tx_free: s.tx_free,
+            tx_in_use: s.tx_in_use,
+            tx_exhausted: s.tx_exhausted,
+            rx_allocated: s.rx_allocated,
+            rx_free: s.rx_free,
+            rx_in_use: s.rx_in_use,
+            rx_limit: s.rx_limit,
+            rx_blocks: s.rx_blocks,
+            rx_exhausted: s.rx_exhausted,
+            bytes_pinned: s.bytes_pinned,
+            hugepage_bytes: s.hugepage_bytes,
+            registrations: s.registrations,
+            registration_failures: s.registration_failures,
+        }
+    }
+}
+
+/// Creates the pools for `ib` with its configuration: registers the TX
+/// cluster now (tx_queue_len x buffer_size bytes, after checking
+/// RLIMIT_MEMLOCK); the RX pool registers on first use. Caller owns `*out`.
+/// Errors: -ENOMEM with a message naming the memlock limit, the bytes needed
+/// and the fixes; or the registration's errno.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_mem_mgr_new(ib: *const ibstack_ib, out: *mut *mut ibstack_mem_mgr) -> c_int {
+    ffi_boundary!("ibstack_mem_mgr_new", {
+        // SAFETY: ib is NULL or live.
+        let ib = unsafe { handle::borrow(ib, "ib") }?.inner.clone();
+        handle::check_out(out, "out")?;
+        let reg = Arc::new(VerbsRegistrar::new(ib.pd().clone()));
+        let inner = MemoryManager::new(ib.config(), ib.tx_queue_len(), reg)?;
+        // SAFETY: out checked non-NULL.
+        unsafe { handle::give(out, ibstack_mem_mgr { inner, _ib: ib }) };
+        Ok(0)
+    })
+}
+
+/// Deregisters and frees both pools. Chunks still handed out become invalid.
+/// NULL is a no-op.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_mem_mgr_free(mm: *mut ibstack_mem_mgr) {
+    ffi_boundary!("ibstack_mem_mgr_free", {
+        // SAFETY: mm is NULL or came from ibstack_mem_mgr_new.
+        if let Some(m) = unsafe { mm.as_ref() } {
+            let s = m.inner.stats();
+            if s.tx_in_use + s.rx_in_use > 0 {
+                log::warn!("ibstack_mem_mgr_free: {} TX and {} RX chunks were still handed out", s.tx_in_use, s.rx_in_use);
+            }
+        }
+        unsafe { handle::free(mm) };
+        Ok(())
+    })
+}
+
+/// Takes ceil(bytes / buffer_size) TX chunks (at most `cap`), or as many as
+/// are free, into `out[0..*n_out]`; chunks come reset for writing. A partial
+/// result is 0 with a smaller *n_out; none free is -EAGAIN. bytes == 0 takes
+/// nothing.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_mem_mgr_get_tx_chunks(
+    mm: *mut ibstack_mem_mgr,
+    bytes: usize,
+    out: *mut *mut ibstack_chunk,
+    cap: usize,
+    n_out: *mut usize,
+) -> c_int {
+    ffi_boundary!("ibstack_mem_mgr_get_tx_chunks", {
+        // SAFETY: pointers are NULL or valid per the header.
+        let mm = unsafe { handle::borrow(mm, "mm") }?;
+        handle::check_out(n_out, "n_out")?;
+        if out.is_null() && cap > 0 {
+            return Err(Error::inval(format!("out is NULL but cap is {cap}")));
+        }
+        let mut tmp = vec![std::ptr::null::<Chunk>(); cap.min(mm.inner.tx.total())];
+        let n = mm.inner.tx.get(bytes, &mut tmp)?;
+        for (i, &c) in tmp[..n].iter().enumerate() {
+            // SAFETY: out holds cap ≥ n entries; c is a live chunk of the pool.
+            unsafe { *out.add(i) = opaque_ptr(&*c) };
+        }
+        // SAFETY: checked non-NULL.
+        unsafe { *n_out = n };
+        Ok(0)
+    })
+}
+
+/// Returns TX chunks to the cluster (each reset for writing). A chunk
+/// returned twice or a pointer that is not a TX chunk of this pool is
+/// -EINVAL (the message lists them); the valid ones are still returned.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_mem_mgr_return_tx(
+    mm: *mut ibstack_mem_mgr,
+    chunks: *const *mut ibstack_chunk,
+    n: usize,
+) -> c_int {
+    ffi_boundary!("ibstack_mem_mgr_return_tx", {
+        // SAFETY: pointers are NULL or valid per the header.
+        let mm = unsafe { handle::borrow(mm, "mm") }?;
+        if n == 0 {
+            return Ok(0);
+        }
+        if chunks.is_null() {
+            return Err(Error::inval(format!("chunks is NULL but n is {n}")));
+        }
+        // SAFETY: chunks holds n pointers.
+        let list: Vec<*const Chunk> = unsafe { std::slice::from_raw_parts(chunks, n) }.iter().map(|&p| from_opaque(p)).collect();
+        mm.inner.tx.put(&list)?;
+        Ok(0)
+    })
+}
+
+/// Whether `ptr` lies in the registered TX data region (false for NULL mm).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_mem_mgr_is_tx_buffer(mm: *const ibstack_mem_mgr, ptr: *const c_void) -> bool {
+    ffi_boundary!("ibstack_mem_mgr_is_tx_buffer", {
+        // SAFETY: mm is NULL or live.
+        Ok(unsafe { handle::borrow(mm, "mm") }?.inner.tx.is_tx_buffer(ptr.cast()))
+    })
+}
+
+/// The TX chunk whose buffer contains `ptr`, or NULL outside the region.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_mem_mgr_tx_chunk_by_buffer(mm: *const ibstack_mem_mgr, ptr: *const c_void) -> *mut ibstack_chunk {
+    ffi_boundary!("ibstack_mem_mgr_tx_chunk_by_buffer", {
+        // SAFETY: mm is NULL or live.
+        let mm = unsafe { handle::borrow(mm, "mm") }?;
+        Ok(mm.inner.tx.chunk_by_buffer(ptr.cast()).map(opaque_ptr).unwrap_or(std::ptr::null_mut()))
+    })
+}
+
+/// Takes one receive chunk (nothing to read yet), registering a new RX block
+/// when none is free. -ENOBUFS when ms_async_rdma_receive_buffers is reached
+/// (the message gives allocated, requested and the limit); a failed
+/// registration returns its error and the pool stays usable.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_mem_mgr_get_rx_chunk(mm: *mut ibstack_mem_mgr, out: *mut *mut ibstack_chunk) -> c_int {
+    ffi_boundary!("ibstack_mem_mgr_get_rx_chunk", {
+        // SAFETY: pointers are NULL or valid per the header.
+        let mm = unsafe { handle::borrow(mm, "mm") }?;
+        handle::check_out(out, "out")?;
+        let c = mm.inner.rx.get()?;
+        // SAFETY: checked non-NULL.
+        unsafe { *out = opaque_ptr(c) };
+        Ok(0)
+    })
+}
+
+/// Gives a receive chunk back (cursors reset, owning QP cleared). Twice, or
+/// a pointer that is not an RX chunk of this pool, is -EINVAL.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_mem_mgr_release_rx_chunk(mm: *mut ibstack_mem_mgr, chunk: *mut ibstack_chunk) -> c_int {
+    ffi_boundary!("ibstack_mem_mgr_release_rx_chunk", {
+        // SAFETY: mm is NULL or live.
+        let mm = unsafe { handle::borrow(mm, "mm") }?;
+        if chunk.is_null() {
+            return Err(Error::inval("chunk is NULL"));
+        }
+        mm.inner.rx.release(from_opaque(chunk))?;
+        Ok(0)
+    })
+}
+
+/// Fills `*out` with the pools' figures.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_mem_mgr_stats(mm: *const ibstack_mem_mgr, out: *mut ibstack_mem_stats) -> c_int {
+    ffi_boundary!("ibstack_mem_mgr_stats", {
+        // SAFETY: pointers are NULL or valid per the header.
+        let mm = unsafe { handle::borrow(mm, "mm") }?;
+        handle::check_out(out, "out")?;
+        unsafe { *out = mm.inner.stats().into() };
+        Ok(0)
+    })
+}
+
+/// The same figures as a JSON object in `buf` (NUL-terminated, truncated to
+/// len - 1). Returns the full JSON length or -EINVAL.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_mem_mgr_stats_json(mm: *const ibstack_mem_mgr, buf: *mut c_char, len: usize) -> c_int {
+    ffi_boundary!("ibstack_mem_mgr_stats_json", {
+        // SAFETY: pointers are NULL or valid per the header.
+        let mm = unsafe { handle::borrow(mm, "mm") }?;
+        if buf.is_null() && len > 0 {
+            return Err(Error::inval(format!("buf is NULL but len is {len}")));
+        }
+        let j = mm.inner.stats().to_json();
+        Ok(unsafe { crate::ffi::error::copy_to_c_buf(&j, buf, len) } as c_int)
+    })
+}
+
+/// Borrow a chunk argument (NULL → -EINVAL / 0).
+///
+/// # Safety
+/// `c` must be NULL or a chunk handed out by a live pool.
+unsafe fn chunk<'a>(c: *const ibstack_chunk) -> crate::Result<&'a Chunk> {
+    // SAFETY: forwarded from the caller.
+    unsafe { handle::borrow(from_opaque::<_, Chunk>(c), "chunk") }
+}
+
+/// Capacity in bytes (0 for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_capacity(c: *const ibstack_chunk) -> u32 {
+    ffi_boundary!("ibstack_chunk_capacity", { Ok(unsafe { chunk(c) }?.capacity()) })
+}
+
+/// Start of the chunk's registered buffer (NULL for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_buffer(c: *const ibstack_chunk) -> *mut c_void {
+    ffi_boundary!("ibstack_chunk_buffer", { Ok(unsafe { chunk(c) }?.buffer().cast()) })
+}
+
+/// lkey of the registration holding the buffer (0 for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_lkey(c: *const ibstack_chunk) -> u32 {
+    ffi_boundary!("ibstack_chunk_lkey", { Ok(unsafe { chunk(c) }?.lkey()) })
+}
+
+/// TX: bytes written so far (the send length); RX: the read cursor.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_offset(c: *const ibstack_chunk) -> u32 {
+    ffi_boundary!("ibstack_chunk_offset", { Ok(unsafe { chunk(c) }?.offset()) })
+}
+
+/// RX: valid payload length; TX: the capacity.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_bound(c: *const ibstack_chunk) -> u32 {
+    ffi_boundary!("ibstack_chunk_bound", { Ok(unsafe { chunk(c) }?.bound()) })
+}
+
+/// Bytes still unread: bound - offset.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_size(c: *const ibstack_chunk) -> u32 {
+    ffi_boundary!("ibstack_chunk_size", { Ok(unsafe { chunk(c) }?.size()) })
+}
+
+/// Whether the write cursor reached the capacity (false for NULL).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_full(c: *const ibstack_chunk) -> bool {
+    ffi_boundary!("ibstack_chunk_full", { Ok(unsafe { chunk(c) }?.full()) })
+}
+
+/// Copies min(size, len) unread bytes to `dst` and advances the read cursor.
+/// Returns the count (0 for NULL arguments).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_read(c: *mut ibstack_chunk, dst: *mut c_void, len: usize) -> usize {
+    ffi_boundary!("ibstack_chunk_read", {
+        let c = unsafe { chunk(c) }?;
+        let dst = unsafe { handle::bytes_out(dst.cast(), len, "dst") }?;
+        Ok(unsafe { c.read(dst) })
+    })
+}
+
+/// Copies min(capacity - offset, len) bytes from `src` after the write cursor
+/// and advances it. Returns the count (0 for NULL arguments).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_write(c: *mut ibstack_chunk, src: *const c_void, len: usize) -> usize {
+    ffi_boundary!("ibstack_chunk_write", {
+        let c = unsafe { chunk(c) }?;
+        let src = unsafe { handle::bytes_arg(src.cast(), len, "src") }?;
+        Ok(unsafe { c.write(src) })
+    })
+}
+
+/// RX: a completion delivered `n` bytes: offset 0, bound n (capped at the capacity).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_prepare_read(c: *mut ibstack_chunk, n: u32) -> c_int {
+    ffi_boundary!("ibstack_chunk_prepare_read", {
+        let c = unsafe { chunk(c) }?;
+        if n > c.capacity() {
+            return Err(Error::inval(format!("{n} bytes do not fit a chunk of {}", c.capacity())));
+        }
+        c.prepare_read(n);
+        Ok(0)
+    })
+}
+
+/// offset 0, bound 0.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_reset_read(c: *mut ibstack_chunk) -> c_int {
+    ffi_boundary!("ibstack_chunk_reset_read", {
+        unsafe { chunk(c) }?.reset_read();
+        Ok(0)
+    })
+}
+
+/// offset 0, bound = capacity.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_reset_write(c: *mut ibstack_chunk) -> c_int {
+    ffi_boundary!("ibstack_chunk_reset_write", {
+        unsafe { chunk(c) }?.reset_write();
+        Ok(0)
+    })
+}
+
+/// Tags the chunk with the QP number whose receive queue holds it (0 clears).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_set_qp(c: *mut ibstack_chunk, qp_num: u32) -> c_int {
+    ffi_boundary!("ibstack_chunk_set_qp", {
+        unsafe { chunk(c) }?.set_qp(qp_num);
+        Ok(0)
+    })
+}
+
+/// The owning QP number (0 = none or NULL).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_chunk_qp(c: *const ibstack_chunk) -> u32 {
+    ffi_boundary!("ibstack_chunk_qp", { Ok(unsafe { chunk(c) }?.qp()) })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stats_layout_is_frozen() {
+        assert_eq!(std::mem::size_of::<super::ibstack_mem_stats>(), 120);
+    }
+}
