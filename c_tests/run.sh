@@ -49,6 +49,8 @@ if [ "$mode" = host ]; then
         sh -c "test -z \"\$(nm -D --defined-only '$lib' | awk '{print \$3}' | grep -v '^ibstack_' | grep -v '^IBSTACK_')\""
     check "nm -D exports ibstack_version" sh -c "nm -D --defined-only '$lib' | grep -q ' ibstack_version\$'"
     check "readelf shows the soname libibstack.so.0" sh -c "readelf -d '$lib' | grep -q 'Library soname: \[libibstack.so.0\]'"
+    check "the header declares only ibstack_/IBSTACK_ names" \
+        sh -c "! grep -E '^(#define |typedef |[a-z].*\\()' '$stage/include/ibstack.h' | grep -v -E 'IBSTACK_|ibstack_|__cplusplus'"
     check "pkg-config --modversion works" sh -c "PKG_CONFIG_PATH='$stage/lib/pkgconfig' pkg-config --modversion ibstack"
     plain=$(sh -c 'echo hello; printf "%s\n" a b c | sort -r; ls / | wc -l' 2>&1; echo "rc=$?")
     pre=$(LD_PRELOAD="$lib" sh -c 'echo hello; printf "%s\n" a b c | sort -r; ls / | wc -l' 2>&1; echo "rc=$?")
@@ -58,6 +60,11 @@ elif [ "$mode" = vm ]; then
         run "test_ib_rxe ($v)" "$build/test_ib_rxe.$v"
         run "test_memlock ($v, uid 1000, ulimit -l 8192)" \
             sh -c "ulimit -l 8192 && exec /usr/bin/setpriv --reuid=1000 --regid=1000 --clear-groups '$build/test_memlock.$v'"
+        echo 0 > /proc/sys/vm/nr_hugepages
+        run "test_mem_rxe ($v, no huge pages reserved)" "$build/test_mem_rxe.$v"
+        echo 64 > /proc/sys/vm/nr_hugepages
+        run "test_mem_rxe ($v, 64 huge pages reserved)" "$build/test_mem_rxe.$v" expect-huge
+        echo 0 > /proc/sys/vm/nr_hugepages
     done
 else
     echo "usage: $0 host|vm BUILD STAGE" >&2; exit 2

@@ -34,6 +34,20 @@ int main(void) {
     ibstack_config_set(cfg, "ms_async_rdma_receive_queue_len", "32");
     CHECK_RC(ibstack_ib_new(cfg, &ib), 0, "ib_new as an unprivileged user");
     ibstack_ib_free(ib);
+
+    /* creating Ceph's default TX pool (1024 x 128 KiB) as this user: one clear message, no abort */
+    ibstack_config_set(cfg, "ms_async_rdma_buffer_size", "128K");
+    ibstack_config_set(cfg, "ms_async_rdma_send_buffers", "1024");
+    ib = NULL;
+    CHECK_RC(ibstack_ib_new(cfg, &ib), 0, "ib_new with Ceph's default TX pool size");
+    ibstack_mem_mgr *mm = (ibstack_mem_mgr *)0x1;
+    CHECK_RC(ibstack_mem_mgr_new(ib, &mm), -ENOMEM, "mem_mgr_new: the default pools do not fit 8 MiB");
+    CHECK_MSG_HAS("134217728 bytes (128.0 MiB)", "message names the bytes the TX pool needs");
+    CHECK_MSG_HAS("RLIMIT_MEMLOCK is 8388608 bytes (8.0 MiB)", "message names the limit");
+    CHECK_MSG_HAS("LimitMEMLOCK=infinity", "message names the fix");
+    CHECK(mm == (ibstack_mem_mgr *)0x1, "out untouched");
+    printf("# operator sees: %s\n", h_last_error());
+    ibstack_ib_free(ib);
     ibstack_config_free(cfg);
     DONE();
 }

@@ -36,6 +36,26 @@ int main(void) {
     CHECK_RC(ibstack_ib_device_name(NULL, buf, sizeof buf), -EINVAL, "ib_device_name(NULL)");
     CHECK_RC(ibstack_ib_async_fd(NULL), -EINVAL, "ib_async_fd(NULL)");
 
+    ibstack_mem_mgr *mm = NULL;
+    ibstack_chunk *ch = NULL;
+    size_t n = 0;
+    ibstack_mem_stats st;
+    CHECK_RC(ibstack_mem_mgr_new(NULL, &mm), -EINVAL, "mem_mgr_new(ib NULL)");
+    CHECK_RC(ibstack_mem_mgr_get_tx_chunks(NULL, 1, &ch, 1, &n), -EINVAL, "get_tx_chunks(NULL)");
+    CHECK_RC(ibstack_mem_mgr_return_tx(NULL, &ch, 1), -EINVAL, "return_tx(NULL)");
+    CHECK_RC(ibstack_mem_mgr_get_rx_chunk(NULL, &ch), -EINVAL, "get_rx_chunk(NULL)");
+    CHECK_RC(ibstack_mem_mgr_release_rx_chunk(NULL, ch), -EINVAL, "release_rx_chunk(NULL)");
+    CHECK_RC(ibstack_mem_mgr_stats(NULL, &st), -EINVAL, "mem_mgr_stats(NULL)");
+    CHECK_RC(ibstack_mem_mgr_stats_json(NULL, buf, sizeof buf), -EINVAL, "mem_mgr_stats_json(NULL)");
+    CHECK(!ibstack_mem_mgr_is_tx_buffer(NULL, buf), "is_tx_buffer(NULL) is false");
+    CHECK(ibstack_mem_mgr_tx_chunk_by_buffer(NULL, buf) == NULL, "tx_chunk_by_buffer(NULL) is NULL");
+    CHECK(ibstack_chunk_capacity(NULL) == 0 && ibstack_chunk_buffer(NULL) == NULL && ibstack_chunk_size(NULL) == 0,
+          "chunk getters on NULL give 0/NULL");
+    CHECK(ibstack_chunk_read(NULL, buf, 4) == 0 && ibstack_chunk_write(NULL, buf, 4) == 0, "chunk read/write NULL");
+    CHECK_RC(ibstack_chunk_prepare_read(NULL, 1), -EINVAL, "chunk_prepare_read(NULL)");
+    CHECK(ibstack_ib_pd_raw(NULL) == NULL, "ib_pd_raw(NULL)");
+    ibstack_mem_mgr_free(NULL);
+
     CHECK(ibstack_strerror(-EINVAL) && strcmp(ibstack_strerror(-EINVAL), "EINVAL: invalid argument") == 0,
           "strerror(-EINVAL)");
     CHECK(strcmp(ibstack_strerror(ENODEV), "ENODEV: no such device") == 0, "strerror accepts positive values");
@@ -47,7 +67,7 @@ int main(void) {
     size_t full = ibstack_last_error_message(NULL, 0);
     char small[8];
     memset(small, 'x', sizeof small);
-    size_t n = ibstack_last_error_message(small, sizeof small);
+    n = ibstack_last_error_message(small, sizeof small);
     CHECK(full > 8 && n == full && small[7] == '\0' && strlen(small) == 7, "last_error_message truncates (%zu)", full);
 
     ibstack_config_free(NULL);

@@ -292,6 +292,12 @@ int ibstack_ib_async_fd(const struct ibstack_ib *ib);
 // names ibv_devinfo prints). Static string.
 const char *ibstack_port_state_str(uint32_t state);
 
+// Escape hatch: the `struct ibv_pd *` the library allocated (its
+// `->context` is the device's `struct ibv_context *`), for programs that
+// need raw verbs on the same PD. Borrowed: valid until `ib` and every object
+// created from it are freed; do not deallocate it. NULL for NULL.
+void *ibstack_ib_pd_raw(const struct ibstack_ib *ib);
+
 // Creates the pools for `ib` with its configuration: registers the TX
 // cluster now (tx_queue_len x buffer_size bytes, after checking
 // RLIMIT_MEMLOCK); the RX pool registers on first use. Caller owns `*out`.

@@ -222,3 +222,15 @@ mod tests {
         assert_eq!(std::mem::offset_of!(ibstack_ib_info, async_fd), 100);
     }
 }
+
+/// Escape hatch: the `struct ibv_pd *` the library allocated (its
+/// `->context` is the device's `struct ibv_context *`), for programs that
+/// need raw verbs on the same PD. Borrowed: valid until `ib` and every object
+/// created from it are freed; do not deallocate it. NULL for NULL.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_ib_pd_raw(ib: *const ibstack_ib) -> *mut std::os::raw::c_void {
+    ffi_boundary!("ibstack_ib_pd_raw", {
+        // SAFETY: ib is NULL or live.
+        Ok(unsafe { handle::borrow(ib, "ib") }?.inner.pd().raw())
+    })
+}

@@ -33,6 +33,11 @@ impl Pd {
         self.pd
     }
 
+    /// The raw `struct ibv_pd *`, for the C escape hatch.
+    pub fn raw(&self) -> *mut std::os::raw::c_void {
+        self.pd.cast()
+    }
+
     /// The kernel's handle of this PD (as `rdma resource show pd` lists it).
     pub fn handle(&self) -> u32 {
         // SAFETY: pd is live.
