@@ -152,7 +152,8 @@ typedef struct ibstack_ib_info {
     int32_t async_fd;
 } ibstack_ib_info;
 
-// Pool figures (frozen layout).
+// Pool figures, as `ibstack_mem_mgr_stats` reports them (C name
+// `ibstack_mem_stats`; frozen layout).
 typedef struct ibstack_mem_stats {
     // Chunk capacity (ms_async_rdma_buffer_size).
     uint64_t buffer_size;
@@ -169,7 +170,7 @@ typedef struct ibstack_mem_stats {
     // RX registrations (blocks) and how often the limit stopped a request.
     uint64_t rx_blocks;
     uint64_t rx_exhausted;
-    // Bytes registered (pinned) by both pools, and how many of them are huge pages.
+    // Bytes registered (pinned) by both pools, and how many are huge pages.
     uint64_t bytes_pinned;
     uint64_t hugepage_bytes;
     // Memory registrations made, and failed RX registrations.

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::ffi::handle::{self, from_opaque, opaque_ptr};
 use crate::ffi_boundary;
 use crate::ib::Ib;
-use crate::mem::{Chunk, MemoryManager, MemStats, VerbsRegistrar};
+use crate::mem::{Chunk, MemStats, MemoryManager, VerbsRegistrar};
 use std::os::raw::{c_char, c_int, c_void};
 use std::sync::Arc;
 
@@ -28,55 +28,6 @@ pub struct ibstack_mem_mgr {
 /// Thread safety: only the holder of a chunk may use it.
 pub struct ibstack_chunk {
     _opaque: [u8; 0],
-}
-
-/// Pool figures (frozen layout).
-#[repr(C)]
-#[derive(Debug, Clone, Copy, Default)]
-pub struct ibstack_mem_stats {
-    /// Chunk capacity (ms_async_rdma_buffer_size).
-    pub buffer_size: u64,
-    /// TX chunks: all, free, handed out, and how often none was free.
-    pub tx_total: u64,
-    pub tx_free: u64,
-    pub tx_in_use: u64,
-    pub tx_exhausted: u64,
-    /// RX buffers registered so far, free, handed out; the limit (0 = none).
-    pub rx_allocated: u64,
-    pub rx_free: u64,
-    pub rx_in_use: u64,
-    pub rx_limit: u64,
-    /// RX registrations (blocks) and how often the limit stopped a request.
-    pub rx_blocks: u64,
-    pub rx_exhausted: u64,
-    /// Bytes registered (pinned) by both pools, and how many of them are huge pages.
-    pub bytes_pinned: u64,
-    pub hugepage_bytes: u64,
-    /// Memory registrations made, and failed RX registrations.
-    pub registrations: u64,
-    pub registration_failures: u64,
-}
-
-impl From<MemStats> for ibstack_mem_stats {
-    fn from(s: MemStats) -> Self {
-        ibstack_mem_stats {
-            buffer_size: s.buffer_size,
-            tx_total: s.tx_total,
-            tx_free: s.tx_free,
-            tx_in_use: s.tx_in_use,
-            tx_exhausted: s.tx_exhausted,
-            rx_allocated: s.rx_allocated,
-            rx_free: s.rx_free,
-            rx_in_use: s.rx_in_use,
-            rx_limit: s.rx_limit,
-            rx_blocks: s.rx_blocks,
-            rx_exhausted: s.rx_exhausted,
-            bytes_pinned: s.bytes_pinned,
-            hugepage_bytes: s.hugepage_bytes,
-            registrations: s.registrations,
-            registration_failures: s.registration_failures,
-        }
-    }
 }
 
 /// Creates the pools for `ib` with its configuration: registers the TX
@@ -224,12 +175,12 @@ pub unsafe extern "C" fn ibstack_mem_mgr_release_rx_chunk(mm: *mut ibstack_mem_m
 
 /// Fills `*out` with the pools' figures.
 #[no_mangle]
-pub unsafe extern "C" fn ibstack_mem_mgr_stats(mm: *const ibstack_mem_mgr, out: *mut ibstack_mem_stats) -> c_int {
+pub unsafe extern "C" fn ibstack_mem_mgr_stats(mm: *const ibstack_mem_mgr, out: *mut MemStats) -> c_int {
     ffi_boundary!("ibstack_mem_mgr_stats", {
         // SAFETY: pointers are NULL or valid per the header.
         let mm = unsafe { handle::borrow(mm, "mm") }?;
         handle::check_out(out, "out")?;
-        unsafe { *out = mm.inner.stats().into() };
+        unsafe { *out = mm.inner.stats() };
         Ok(0)
     })
 }
@@ -372,6 +323,6 @@ pub unsafe extern "C" fn ibstack_chunk_qp(c: *const ibstack_chunk) -> u32 {
 mod tests {
     #[test]
     fn stats_layout_is_frozen() {
-        assert_eq!(std::mem::size_of::<super::ibstack_mem_stats>(), 120);
+        assert_eq!(std::mem::size_of::<super::MemStats>(), 120);
     }
 }

@@ -11,19 +11,8 @@ use once_cell::sync::{Lazy, OnceCell};
 use parking_lot::RwLock;
 use std::os::raw::{c_char, c_int, c_void};
 
-/// C callback: `level` 1 = error … 5 = trace; `target` and `msg` are
-/// NUL-terminated and also given with their lengths; both are valid only
-/// during the call.
-pub type LogCallback = Option<
-    unsafe extern "C" fn(
-        user_data: *mut c_void,
-        level: c_int,
-        target: *const c_char,
-        target_len: usize,
-        msg: *const c_char,
-        msg_len: usize,
-    ),
->;
+/// The C callback type (declared once, in `capi::global`).
+pub use crate::capi::global::ibstack_log_callback as LogCallback;
 
 #[derive(Clone, Copy)]
 struct Sink {

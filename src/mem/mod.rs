@@ -24,22 +24,30 @@ use crate::config::Config;
 use crate::error::Result;
 use std::sync::Arc;
 
-/// Pool figures, as `ibstack_mem_mgr_stats` reports them.
+/// Pool figures, as `ibstack_mem_mgr_stats` reports them (C name
+/// `ibstack_mem_stats`; frozen layout).
+#[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct MemStats {
+    /// Chunk capacity (ms_async_rdma_buffer_size).
     pub buffer_size: u64,
+    /// TX chunks: all, free, handed out, and how often none was free.
     pub tx_total: u64,
     pub tx_free: u64,
     pub tx_in_use: u64,
     pub tx_exhausted: u64,
+    /// RX buffers registered so far, free, handed out; the limit (0 = none).
     pub rx_allocated: u64,
     pub rx_free: u64,
     pub rx_in_use: u64,
     pub rx_limit: u64,
+    /// RX registrations (blocks) and how often the limit stopped a request.
     pub rx_blocks: u64,
     pub rx_exhausted: u64,
+    /// Bytes registered (pinned) by both pools, and how many are huge pages.
     pub bytes_pinned: u64,
     pub hugepage_bytes: u64,
+    /// Memory registrations made, and failed RX registrations.
     pub registrations: u64,
     pub registration_failures: u64,
 }
