@@ -1,7 +1,6 @@
 //! `ibstack_config`: Ceph's ms_async_rdma_* options by name.
 
 use crate::config::Config;
-use crate::error::Error;
 use crate::ffi::handle;
 use crate::ffi_boundary;
 use std::os::raw::{c_char, c_int};
@@ -70,13 +69,9 @@ pub unsafe extern "C" fn ibstack_config_get(
         // SAFETY: pointers are NULL or valid per the header contract.
         let cfg = unsafe { handle::borrow(cfg, "cfg") }?;
         let key = unsafe { handle::str_arg(key, "key") }?;
-        if buf.is_null() && len > 0 {
-            return Err(Error::inval(format!("buf is NULL but len is {len}")));
-        }
         let v = cfg.inner.get(key)?;
-        // SAFETY: buf is NULL (len 0) or holds len bytes.
-        let n = unsafe { crate::ffi::error::copy_to_c_buf(&v, buf, len) };
-        Ok(n.min(c_int::MAX as usize) as c_int)
+        // SAFETY: buf is NULL or holds len bytes, per the header.
+        unsafe { handle::text_out(&v, buf, len) }
     })
 }
 
@@ -111,12 +106,7 @@ pub unsafe extern "C" fn ibstack_config_to_json(cfg: *const ibstack_config, buf:
     ffi_boundary!("ibstack_config_to_json", {
         // SAFETY: pointers are NULL or valid per the header contract.
         let cfg = unsafe { handle::borrow(cfg, "cfg") }?;
-        if buf.is_null() && len > 0 {
-            return Err(Error::inval(format!("buf is NULL but len is {len}")));
-        }
-        let json = cfg.inner.to_json();
-        // SAFETY: buf is NULL (len 0) or holds len bytes.
-        let n = unsafe { crate::ffi::error::copy_to_c_buf(&json, buf, len) };
-        Ok(n.min(c_int::MAX as usize) as c_int)
+        // SAFETY: buf is NULL or holds len bytes, per the header.
+        unsafe { handle::text_out(&cfg.inner.to_json(), buf, len) }
     })
 }

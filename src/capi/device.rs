@@ -58,13 +58,10 @@ pub unsafe extern "C" fn ibstack_device_list_name(
     ffi_boundary!("ibstack_device_list_name", {
         // SAFETY: list is NULL or live.
         let list = unsafe { handle::borrow(list, "list") }?;
-        if buf.is_null() && len > 0 {
-            return Err(Error::inval(format!("buf is NULL but len is {len}")));
-        }
         let name = list.names.get(index).ok_or_else(|| {
             Error::new(libc::ERANGE, format!("index {index} is out of range: the list has {} device(s)", list.names.len()))
         })?;
-        // SAFETY: buf is NULL (len 0) or holds len bytes.
-        Ok(unsafe { crate::ffi::error::copy_to_c_buf(name, buf, len) } as c_int)
+        // SAFETY: buf is NULL or holds len bytes, per the header.
+        unsafe { handle::text_out(name, buf, len) }
     })
 }

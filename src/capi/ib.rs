@@ -2,7 +2,6 @@
 //! (the device half of Ceph's `Infiniband::init`).
 
 use crate::capi::config::ibstack_config;
-use crate::error::Error;
 use crate::ffi::handle;
 use crate::ffi_boundary;
 use crate::ib::Ib;
@@ -172,11 +171,8 @@ pub unsafe extern "C" fn ibstack_ib_device_name(ib: *const ibstack_ib, buf: *mut
     ffi_boundary!("ibstack_ib_device_name", {
         // SAFETY: ib is NULL or live.
         let ib = &unsafe { handle::borrow(ib, "ib") }?.inner;
-        if buf.is_null() && len > 0 {
-            return Err(Error::inval(format!("buf is NULL but len is {len}")));
-        }
-        // SAFETY: buf is NULL (len 0) or holds len bytes.
-        Ok(unsafe { crate::ffi::error::copy_to_c_buf(ib.device_name(), buf, len) } as c_int)
+        // SAFETY: buf is NULL or holds len bytes, per the header.
+        unsafe { handle::text_out(ib.device_name(), buf, len) }
     })
 }
 

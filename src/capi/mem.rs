@@ -192,11 +192,8 @@ pub unsafe extern "C" fn ibstack_mem_mgr_stats_json(mm: *const ibstack_mem_mgr, 
     ffi_boundary!("ibstack_mem_mgr_stats_json", {
         // SAFETY: pointers are NULL or valid per the header.
         let mm = unsafe { handle::borrow(mm, "mm") }?;
-        if buf.is_null() && len > 0 {
-            return Err(Error::inval(format!("buf is NULL but len is {len}")));
-        }
-        let j = mm.inner.stats().to_json();
-        Ok(unsafe { crate::ffi::error::copy_to_c_buf(&j, buf, len) } as c_int)
+        // SAFETY: buf is NULL or holds len bytes, per the header.
+        unsafe { handle::text_out(&mm.inner.stats().to_json(), buf, len) }
     })
 }
 

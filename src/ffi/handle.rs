@@ -108,3 +108,19 @@ pub fn opaque_ptr<Rust, C>(r: &Rust) -> *mut C {
 pub fn from_opaque<C, Rust>(p: *const C) -> *const Rust {
     p.cast()
 }
+
+/// Copy `text` into the caller's (`buf`, `len`) output buffer with the
+/// library's string convention: NUL-terminated, truncated to len − 1, the
+/// full length returned (so ≥ len means truncated); `buf` may be NULL only
+/// when `len` is 0 (a length query).
+///
+/// # Safety
+/// `buf` must be NULL or valid for `len` bytes of writes.
+pub unsafe fn text_out(text: &str, buf: *mut c_char, len: usize) -> Result<std::os::raw::c_int> {
+    if buf.is_null() && len > 0 {
+        return Err(Error::inval(format!("buf is NULL but len is {len}")));
+    }
+    // SAFETY: buf is NULL (len 0) or holds len bytes, per the caller.
+    let n = unsafe { crate::ffi::error::copy_to_c_buf(text, buf, len) };
+    Ok(n.min(std::os::raw::c_int::MAX as usize) as std::os::raw::c_int)
+}
