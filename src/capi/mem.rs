@@ -85,12 +85,8 @@ pub unsafe extern "C" fn ibstack_mem_mgr_get_tx_chunks(
         if out.is_null() && cap > 0 {
             return Err(Error::inval(format!("out is NULL but cap is {cap}")));
         }
-        let mut tmp = vec![std::ptr::null::<Chunk>(); cap.min(mm.inner.tx.total())];
-        let n = mm.inner.tx.get(bytes, &mut tmp)?;
-        for (i, &c) in tmp[..n].iter().enumerate() {
-            // SAFETY: out holds cap ≥ n entries; c is a live chunk of the pool.
-            unsafe { *out.add(i) = opaque_ptr(&*c) };
-        }
+        // SAFETY: out holds cap entries and get_each hands out indices below cap.
+        let n = mm.inner.tx.get_each(bytes, cap, |i, c| unsafe { *out.add(i) = opaque_ptr(c) })?;
         // SAFETY: checked non-NULL.
         unsafe { *n_out = n };
         Ok(0)
@@ -116,8 +112,8 @@ pub unsafe extern "C" fn ibstack_mem_mgr_return_tx(
             return Err(Error::inval(format!("chunks is NULL but n is {n}")));
         }
         // SAFETY: chunks holds n pointers.
-        let list: Vec<*const Chunk> = unsafe { std::slice::from_raw_parts(chunks, n) }.iter().map(|&p| from_opaque(p)).collect();
-        mm.inner.tx.put(&list)?;
+        let list = unsafe { std::slice::from_raw_parts(chunks, n) };
+        mm.inner.tx.put_each(list.iter().map(|&p| from_opaque(p)))?;
         Ok(0)
     })
 }

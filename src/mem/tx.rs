@@ -85,12 +85,18 @@ impl TxCluster {
     /// `out.len()`), or as many as are free. Returns how many were written to
     /// `out`; none free is -EAGAIN.
     pub fn get(&self, bytes: usize, out: &mut [*const Chunk]) -> Result<usize> {
-        let wanted = bytes.div_ceil(self.buffer_size).min(out.len());
+        self.get_each(bytes, out.len(), |i, c| out[i] = c)
+    }
+
+    /// As [`get`](Self::get), handing each chunk to `put(i, chunk)` instead
+    /// of filling a slice (no allocation for callers with their own array).
+    pub fn get_each(&self, bytes: usize, cap: usize, mut put: impl FnMut(usize, &Chunk)) -> Result<usize> {
+        let wanted = bytes.div_ceil(self.buffer_size).min(cap);
         let mut n = 0;
         while n < wanted {
             match self.get_one() {
                 Some(c) => {
-                    out[n] = c;
+                    put(n, c);
                     n += 1;
                 }
                 None => break,
@@ -121,8 +127,15 @@ impl TxCluster {
     /// A chunk returned twice, or a pointer that is not one of this pool's
     /// chunks, is -EINVAL; every valid chunk of the list is still returned.
     pub fn put(&self, chunks: &[*const Chunk]) -> Result<()> {
+        self.put_each(chunks.iter().copied())
+    }
+
+    /// As [`put`](Self::put), for chunk pointers produced by an iterator.
+    pub fn put_each(&self, chunks: impl IntoIterator<Item = *const Chunk>) -> Result<()> {
         let mut bad = Vec::new();
-        for (k, &p) in chunks.iter().enumerate() {
+        let mut total = 0;
+        for (k, p) in chunks.into_iter().enumerate() {
+            total += 1;
             let Some(c) = self.chunk_at(p) else {
                 bad.push(format!("[{k}] {p:p} is not a TX chunk of this pool"));
                 continue;
@@ -138,7 +151,7 @@ impl TxCluster {
         if bad.is_empty() {
             Ok(())
         } else {
-            Err(Error::inval(format!("return_tx: {} of {} rejected: {}", bad.len(), chunks.len(), bad.join("; "))))
+            Err(Error::inval(format!("return_tx: {} of {total} rejected: {}", bad.len(), bad.join("; "))))
         }
     }
 
