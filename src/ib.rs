@@ -40,10 +40,9 @@ fn no_device_message() -> String {
 
 /// If `name` is a network interface, the RDMA devices bound to it.
 fn rdma_devices_of_netdev(name: &str) -> Vec<String> {
-    let Ok(ifindex) = std::fs::read_to_string(format!("/sys/class/net/{name}/ifindex")) else {
+    if name.contains('/') || !std::path::Path::new(&format!("/sys/class/net/{name}")).exists() {
         return Vec::new();
-    };
-    let _ = ifindex;
+    }
     let mut found = Vec::new();
     let Ok(devs) = std::fs::read_dir("/sys/class/infiniband") else { return found };
     for dev in devs.flatten() {

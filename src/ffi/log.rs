@@ -102,14 +102,13 @@ impl Log for Forwarder {
 }
 
 fn recompute_max_level() {
-    let cb = SINK.read().map(|s| s.max).unwrap_or(LevelFilter::Off);
-    let env = if SINK.read().is_some() {
-        LevelFilter::Off
-    } else {
-        STDERR.as_ref().map(|l| l.filter()).unwrap_or(LevelFilter::Off)
+    // the callback replaces the stderr sink; with neither, logging is off
+    let max = match *SINK.read() {
+        Some(s) => s.max,
+        None => STDERR.as_ref().map(|l| l.filter()).unwrap_or(LevelFilter::Off),
     };
-    if *INSTALLED.get().unwrap_or(&false) {
-        log::set_max_level(cb.max(env));
+    if is_installed() {
+        log::set_max_level(max);
     }
 }
 
