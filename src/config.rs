@@ -544,7 +544,8 @@ impl Config {
     }
 }
 
-fn json_string(out: &mut String, s: &str) {
+/// Appends `s` as a JSON string literal (quoted, escaped).
+pub(crate) fn json_string(out: &mut String, s: &str) {
     out.push('"');
     for c in s.chars() {
         match c {
