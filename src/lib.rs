@@ -20,6 +20,7 @@ pub mod handshake;
 pub mod ib;
 pub mod mem;
 pub mod prereq;
+pub mod qp_validate;
 pub mod verbs;
 
 pub use errno::errno_name;
