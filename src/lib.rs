@@ -13,6 +13,7 @@
 
 pub mod capi;
 pub mod config;
+pub mod counters;
 pub mod errno;
 pub mod error;
 pub mod ffi;
