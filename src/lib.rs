@@ -18,6 +18,7 @@ pub mod errno;
 pub mod error;
 pub mod ffi;
 pub mod handshake;
+pub mod history;
 pub mod ib;
 pub mod mem;
 pub mod prereq;
