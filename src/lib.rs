@@ -13,10 +13,12 @@
 
 pub mod capi;
 pub mod config;
+pub mod counters;
 pub mod errno;
 pub mod error;
 pub mod ffi;
 pub mod handshake;
+pub mod history;
 pub mod ib;
 pub mod mem;
 pub mod prereq;
