@@ -184,27 +184,29 @@ impl History {
         }
     }
 
-    /// Appends `ev` to `qpn`'s timeline, creating it if needed. `Created` for
-    /// a QP number that is still live (the device reused it) retires the old
-    /// timeline first. `detail` is cut to 256 bytes.
+    /// Appends `ev` to `qpn`'s timeline. `Created` starts a timeline (and
+    /// retires a live one with the same number: the device reused it); any
+    /// other event for a QP number without a live timeline (a late completion
+    /// of a destroyed QP) is ignored. `detail` is cut to 256 bytes.
     pub fn record(&self, qpn: u32, ev: QpEvent, detail: &str) {
         let mut g = self.inner.lock();
         if ev == QpEvent::Created {
             g.retire(qpn, self.keep_destroyed);
+            g.live.insert(qpn, Timeline::new(qpn));
         }
-        g.live
-            .entry(qpn)
-            .or_insert_with(|| Timeline::new(qpn))
-            .push(ev, detail);
+        if let Some(t) = g.live.get_mut(&qpn) {
+            t.push(ev, detail);
+        }
     }
 
     /// Like [`History::record`], but does nothing if `qpn`'s live timeline has
     /// already seen `ev` (for first-send/first-receive on hot paths).
     pub fn record_once(&self, qpn: u32, ev: QpEvent, detail: &str) {
         let mut g = self.inner.lock();
-        let t = g.live.entry(qpn).or_insert_with(|| Timeline::new(qpn));
-        if t.seen & ev.bit() == 0 {
-            t.push(ev, detail);
+        if let Some(t) = g.live.get_mut(&qpn) {
+            if t.seen & ev.bit() == 0 {
+                t.push(ev, detail);
+            }
         }
     }
 
@@ -370,6 +372,9 @@ mod tests {
     #[test]
     fn details_are_escaped_and_truncated() {
         let h = History::new(1);
+        for q in 1..=3 {
+            h.record(q, Created, "");
+        }
         h.record(1, Error, "say \"hi\"\nback\\slash\t\u{1}");
         let j = h.to_json();
         assert_well_formed(&j);
@@ -380,8 +385,21 @@ mod tests {
         let long = "é".repeat(200); // 400 bytes, 2 per char
         h.record(2, Error, &long);
         h.record(3, Error, &format!("x{long}"));
-        assert_eq!(h.events(2).unwrap()[0].1.len(), 256);
-        assert_eq!(h.events(3).unwrap()[0].1.len(), 255);
+        assert_eq!(h.events(2).unwrap()[1].1.len(), 256);
+        assert_eq!(h.events(3).unwrap()[1].1.len(), 255);
+    }
+
+    #[test]
+    fn events_of_unknown_qps_are_ignored() {
+        let h = History::new(4);
+        h.record(7, Rts, "late");
+        h.record_once(7, FirstRecv, "");
+        assert_eq!(h.live_count(), 0);
+        h.record(7, Created, "");
+        h.record(7, Destroyed, "");
+        h.retire(7);
+        h.record(7, BeaconSeen, "after destroy");
+        assert_eq!((h.live_count(), h.destroyed_count()), (0, 1));
     }
 
     #[test]
@@ -400,6 +418,7 @@ mod tests {
     #[test]
     fn concurrent_recording_loses_nothing() {
         let h = Arc::new(History::new(8));
+        h.record(0, Created, "");
         let threads: Vec<_> = (0..4u32)
             .map(|t| {
                 let h = h.clone();
@@ -428,6 +447,6 @@ mod tests {
             .sum();
         assert_eq!(total, 4 * 50 * 11);
         let shared = &g.live[&0];
-        assert_eq!(shared.events.len() as u64 + shared.dropped, 4 * 50 * 9);
+        assert_eq!(shared.events.len() as u64 + shared.dropped, 4 * 50 * 9 + 1); // + its Created
     }
 }

@@ -182,12 +182,14 @@ impl Ib {
         ctx.set_async_fd_nonblocking()?;
 
         // ---- queue sizing (Infiniband::init steps 7-9)
-        let tx_cap = (dev.max_qp_wr.max(1) - 1).max(0) as u32;
+        // Two SQ slots stay free beyond the data chunks: the close (fin) SEND
+        // and the beacon (Ceph keeps only one and lets the fin take it).
+        let tx_cap = (dev.max_qp_wr.max(2) - 2).max(0) as u32;
         let mut tx_queue_len = cfg.send_buffers;
         if tx_queue_len > tx_cap {
             log::warn!(
-                "ms_async_rdma_send_buffers = {} exceeds what {name} allows (max_qp_wr {} minus one slot kept for \
-                 the beacon); using {tx_cap}",
+                "ms_async_rdma_send_buffers = {} exceeds what {name} allows (max_qp_wr {} minus the two slots kept for \
+                 the close SEND and the beacon); using {tx_cap}",
                 cfg.send_buffers,
                 dev.max_qp_wr
             );

@@ -14,6 +14,7 @@
 pub mod capi;
 pub mod config;
 pub mod counters;
+pub mod dispatcher;
 pub mod errno;
 pub mod error;
 pub mod ffi;
@@ -22,6 +23,7 @@ pub mod history;
 pub mod ib;
 pub mod mem;
 pub mod prereq;
+pub mod qp;
 pub mod qp_validate;
 pub mod verbs;
 

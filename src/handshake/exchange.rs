@@ -325,7 +325,7 @@ fn poll_timeout(deadline: Option<Instant>) -> i32 {
     }
 }
 
-fn deadline_from(timeout_ms: i32) -> Option<Instant> {
+pub(crate) fn deadline_from(timeout_ms: i32) -> Option<Instant> {
     if timeout_ms < 0 {
         None
     } else {
@@ -335,7 +335,7 @@ fn deadline_from(timeout_ms: i32) -> Option<Instant> {
 
 /// Wait until `fd` reports `events` (or an error/hangup, which the next
 /// syscall will turn into its errno). `Ok(false)` when the deadline passed.
-fn wait_ready(fd: RawFd, events: libc::c_short, deadline: Option<Instant>) -> Result<bool> {
+pub(crate) fn wait_ready(fd: RawFd, events: libc::c_short, deadline: Option<Instant>) -> Result<bool> {
     if fd < 0 {
         // poll(2) silently skips negative fds, which would turn into a timeout.
         return Err(Error::new(

@@ -350,13 +350,7 @@ impl Context {
     }
 
     pub fn set_async_fd_nonblocking(&self) -> Result<()> {
-        let fd = self.async_fd();
-        // SAFETY: fcntl on an fd owned by the context.
-        let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-        if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-            return Err(errno_err("fcntl(async_fd, O_NONBLOCK)"));
-        }
-        Ok(())
+        super::cq::set_nonblocking(self.async_fd()).map_err(|e| e.context("device async fd"))
     }
 }
 

@@ -10,13 +10,21 @@
 //! * "-1 and sets errno" (query_gid, get_cq_event, get_async_event,
 //!   close_device) → [`errno_now`].
 
+pub mod cq;
 pub mod device;
+pub mod event;
 pub mod mr;
 pub mod pd;
+pub mod qp;
+pub mod srq;
 
+pub use cq::{wc_status_name, Cq, Wc};
 pub use device::{Context, DeviceAttr, DeviceList, GidEntry, GidType, LinkLayer, PortAttr, PortState};
+pub use event::{event_name, AsyncEvent};
 pub use mr::Mr;
 pub use pd::Pd;
+pub use qp::{QpCaps, RawQp, RtsAttrs, SendWr};
+pub use srq::{PostError, RecvWr, Srq};
 
 use crate::error::{Error, Result};
 

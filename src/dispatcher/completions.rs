@@ -1,0 +1,156 @@
+//! Meaning of each completion (reference §4.2, §4.3), without Ceph's aborts:
+//! an unknown wr_id is logged and counted, never fatal.
+
+use super::Dispatcher;
+use crate::error::Error;
+use crate::history::QpEvent;
+use crate::mem::Chunk;
+use crate::qp::{QueuePair, BEACON_WRID, FIN_WRID_TAG};
+use crate::verbs::cq::{WC_OPCODE_RECV, WC_RETRY_EXC_ERR, WC_SUCCESS, WC_WR_FLUSH_ERR};
+use crate::verbs::{wc_status_name, Wc};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+fn wc_error(qp: u32, dir: &str, w: &Wc) -> Error {
+    let hint = match w.status {
+        WC_RETRY_EXC_ERR => ": the peer stopped acknowledging (peer down, link broken, or its QP is in error)",
+        WC_WR_FLUSH_ERR => ": the QP is in the error state",
+        1 => ": a SEND was larger than the receive buffer: ms_async_rdma_buffer_size differs between the peers",
+        9 => ": the peer rejected the request (receive buffer too small: ms_async_rdma_buffer_size differs?)",
+        _ => "",
+    };
+    Error::new(
+        libc::ECONNRESET,
+        format!(
+            "QP {qp}: {dir} completion failed with {} (status {}, vendor_err {:#x}){hint}",
+            wc_status_name(w.status),
+            w.status,
+            w.vendor_err
+        ),
+    )
+}
+
+impl Dispatcher {
+    /// Faults a live QP and queues the completion for the host.
+    fn fault_live(&self, qp: &QueuePair, w: &Wc, e: Error) {
+        if qp.is_dead() {
+            return;
+        }
+        qp.set_fault(e);
+        self.ready.lock().push_back(*w);
+    }
+
+    /// TX completions: beacons retire QPs, chunks go back to the TX pool,
+    /// errors fault live QPs. Returns the number of chunks returned.
+    pub(super) fn handle_tx(&self, wcs: &[Wc]) -> usize {
+        let c = &self.env.counters;
+        c.tx_total_wc.fetch_add(wcs.len() as u64, Relaxed);
+        let mut chunks: Vec<*const Chunk> = Vec::with_capacity(wcs.len());
+        for w in wcs {
+            let qp = self.lookup(w.qp_num);
+            if w.wr_id == BEACON_WRID {
+                match &qp {
+                    Some(qp) => {
+                        qp.set_beacon(crate::qp::Beacon::Seen);
+                        self.env.history.record(w.qp_num, QpEvent::BeaconSeen, wc_status_name(w.status));
+                        log::debug!("QP {}: beacon completed ({}); the SQ is drained", w.qp_num, wc_status_name(w.status));
+                    }
+                    None => log::debug!("beacon of the already destroyed QP {}", w.qp_num),
+                }
+                continue;
+            }
+            if let Some(qp) = &qp {
+                qp.tx_completed();
+            }
+            if w.status != WC_SUCCESS {
+                match w.status {
+                    WC_RETRY_EXC_ERR => {
+                        c.tx_retry_errors.fetch_add(1, Relaxed);
+                    }
+                    WC_WR_FLUSH_ERR => {
+                        c.tx_wr_flush_errors.fetch_add(1, Relaxed);
+                    }
+                    _ => {}
+                }
+                c.tx_total_wc_errors.fetch_add(1, Relaxed);
+                match &qp {
+                    Some(q) if q.is_dead() => {
+                        log::debug!("QP {}: outstanding send flushed ({}) while draining", w.qp_num, wc_status_name(w.status))
+                    }
+                    Some(q) => self.fault_live(q, w, wc_error(w.qp_num, "send", w)),
+                    None => log::warn!("send completion {} for unknown QP {}", wc_status_name(w.status), w.qp_num),
+                }
+            }
+            if let Some(ch) = self.env.mem.tx.chunk_at(w.wr_id as *const Chunk) {
+                chunks.push(ch);
+            } else if w.wr_id & !0xFF_FFFF == FIN_WRID_TAG {
+                log::debug!("QP {}: close SEND completed ({})", w.qp_num, wc_status_name(w.status));
+            } else {
+                log::error!(
+                    "send completion on QP {} with wr_id {:#x} that is neither a TX chunk nor a close SEND nor the \
+                     beacon (a work request posted outside ibstack?); ignored",
+                    w.qp_num,
+                    w.wr_id
+                );
+            }
+        }
+        let n = chunks.len();
+        if n > 0 {
+            if let Err(e) = self.env.mem.tx.put(&chunks) {
+                log::error!("returning TX chunks after completion: {e}");
+            }
+        }
+        n
+    }
+
+    /// RX completions: deliver successful receives of live QPs (replenishing
+    /// one buffer each), return everything else to the pool, fault live QPs on
+    /// errors.
+    pub(super) fn handle_rx(&self, wcs: &[Wc]) {
+        let c = &self.env.counters;
+        c.rx_total_wc.fetch_add(wcs.len() as u64, Relaxed);
+        let srq = self.env.srq.is_some();
+        for w in wcs {
+            self.env.rx_posted.fetch_sub(1, Relaxed);
+            let Some(chunk) = self.env.mem.rx.chunk_at(w.wr_id as *const Chunk) else {
+                log::error!("receive completion on QP {} with wr_id {:#x} that is not an RX chunk; ignored", w.qp_num, w.wr_id);
+                continue;
+            };
+            let qp = self.lookup(w.qp_num);
+            if let (false, Some(q)) = (srq, &qp) {
+                q.rx_completed(w.wr_id as usize);
+            }
+            chunk.set_qp(0);
+            // Every completion consumed one SRQ entry: put one back.
+            if srq {
+                self.replenish(None);
+            }
+            let live: Option<&Arc<QueuePair>> = qp.as_ref().filter(|q| !q.is_dead());
+            if w.status == WC_SUCCESS && w.opcode == WC_OPCODE_RECV {
+                let Some(q) = live else {
+                    log::debug!("receive for dead or unknown QP {}: buffer returned", w.qp_num);
+                    self.release_rx_addrs(&[w.wr_id as usize]);
+                    continue;
+                };
+                if !srq {
+                    self.replenish(Some(q));
+                }
+                chunk.prepare_read(w.byte_len);
+                if w.byte_len == 0 {
+                    c.rx_fin.fetch_add(1, Relaxed);
+                    self.env.history.record(w.qp_num, QpEvent::Fin, "peer's close SEND received");
+                } else {
+                    self.env.history.record_once(w.qp_num, QpEvent::FirstRecv, "");
+                }
+                self.ready.lock().push_back(*w);
+                continue;
+            }
+            c.rx_total_wc_errors.fetch_add(1, Relaxed);
+            self.release_rx_addrs(&[w.wr_id as usize]);
+            match live {
+                Some(q) => self.fault_live(q, w, wc_error(w.qp_num, "receive", w)),
+                None => log::debug!("receive flushed ({}) on dead QP {}", wc_status_name(w.status), w.qp_num),
+            }
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Receive buffers: posting RX-pool chunks to the SRQ or to a QP's own RQ,
+//! replenishing one per completion, and the backlog of buffers that could
+//! not be posted (Ceph's `post_backlog`, with `backlog -= posted`).
+
+use super::Dispatcher;
+use crate::error::{Error, Result};
+use crate::mem::Chunk;
+use crate::qp::QueuePair;
+use crate::verbs::RecvWr;
+use std::sync::atomic::Ordering::*;
+
+impl Dispatcher {
+    /// Posts up to `n` RX-pool chunks: to the SRQ when there is one (`qp` is
+    /// ignored), else to `qp`'s receive queue. Returns how many were posted;
+    /// fewer than `n` (possibly 0) when the RX pool is at its limit. A verbs
+    /// failure is an error carrying the provider's return value; the chunks it
+    /// refused go back to the pool.
+    pub fn post_rx(&self, n: u32, qp: Option<&QueuePair>) -> Result<usize> {
+        if self.env.srq.is_none() && qp.is_none() {
+            return Err(Error::inval("post_rx: no SRQ (ms_async_rdma_support_srq = false), so a QP is required"));
+        }
+        let rx = &self.env.mem.rx;
+        let mut wrs = Vec::with_capacity(n as usize);
+        let qpn = if self.env.srq.is_none() { qp.map_or(0, |q| q.qp_num()) } else { 0 };
+        for i in 0..n {
+            match rx.get() {
+                Ok(c) => {
+                    c.reset_read();
+                    c.set_qp(qpn);
+                    wrs.push(RecvWr { wr_id: c as *const Chunk as u64, addr: c.buffer() as u64, len: c.capacity(), lkey: c.lkey() });
+                }
+                Err(e) => {
+                    log::warn!("out of receive buffers: wanted {n}, got {i}: {e}");
+                    break;
+                }
+            }
+        }
+        if wrs.is_empty() {
+            return Ok(0);
+        }
+        let r = match (&self.env.srq, qp) {
+            (Some(srq), _) => srq.post_recv(&wrs),
+            (None, Some(q)) => q.post_own_recv(&wrs),
+            (None, None) => unreachable!("checked above"),
+        };
+        match r {
+            Ok(()) => {
+                self.env.rx_posted.fetch_add(wrs.len() as u64, Relaxed);
+                Ok(wrs.len())
+            }
+            Err(pe) => {
+                self.env.rx_posted.fetch_add(pe.posted as u64, Relaxed);
+                self.env.counters.rx_post_errors.fetch_add(1, Relaxed);
+                let refused: Vec<usize> = wrs[pe.posted..].iter().map(|w| w.wr_id as usize).collect();
+                self.release_rx_addrs(&refused);
+                let target = match qp {
+                    Some(q) if self.env.srq.is_none() => format!("QP {}'s receive queue", q.qp_num()),
+                    _ => "the SRQ".to_string(),
+                };
+                Err(pe.err.context(format_args!("posting receive buffers to {target}: {} of {} posted", pe.posted, wrs.len())))
+            }
+        }
+    }
+
+    /// Puts one buffer back (plus whatever is owed) after a receive completion.
+    pub(super) fn replenish(&self, qp: Option<&QueuePair>) {
+        let backlog = |q: Option<&QueuePair>| -> u64 {
+            match q {
+                None => self.env.srq_backlog.swap(0, AcqRel),
+                Some(q) => q.rx_backlog.swap(0, AcqRel) as u64,
+            }
+        };
+        let prev = backlog(qp);
+        self.post_owed(qp, prev, prev + 1);
+    }
+
+    /// Posts `owed` buffers; what could not be posted becomes the backlog.
+    /// `prev` is the backlog this replaces (for the gauge).
+    fn post_owed(&self, qp: Option<&QueuePair>, prev: u64, owed: u64) {
+        let posted = match self.post_rx(owed.min(u32::MAX as u64) as u32, qp) {
+            Ok(n) => n as u64,
+            Err(e) => {
+                log::error!("{e}");
+                0
+            }
+        };
+        let still = owed - posted.min(owed);
+        match qp {
+            None => self.env.srq_backlog.fetch_add(still, AcqRel),
+            Some(q) => q.rx_backlog.fetch_add(still as u32, AcqRel) as u64,
+        };
+        let g = &self.env.counters.rx_post_backlog;
+        if still > prev {
+            g.fetch_add(still - prev, Relaxed);
+        } else if prev > still {
+            let _ = g.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(prev - still)));
+        }
+    }
+
+    /// Retries owed buffers (called when idle; cheap when nothing is owed).
+    pub(super) fn retry_backlog(&self) {
+        if self.env.counters.rx_post_backlog.load(Relaxed) == 0 {
+            return;
+        }
+        if self.env.srq.is_some() {
+            let owed = self.env.srq_backlog.swap(0, AcqRel);
+            if owed > 0 {
+                self.post_owed(None, owed, owed);
+            }
+        } else {
+            let qps: Vec<_> = self.reg.lock().qps.values().filter(|q| !q.is_dead()).cloned().collect();
+            for q in qps {
+                let owed = q.rx_backlog.swap(0, AcqRel) as u64;
+                if owed > 0 {
+                    self.post_owed(Some(&q), owed, owed);
+                }
+            }
+        }
+    }
+
+    /// Returns RX chunks (by address) to the pool.
+    pub(crate) fn release_rx_addrs(&self, addrs: &[usize]) {
+        for &a in addrs {
+            if let Err(e) = self.env.mem.rx.release(a as *const Chunk) {
+                log::error!("returning an RX chunk: {e}");
+            }
+        }
+    }
+
+    /// Returns one RX chunk the host finished reading.
+    pub fn release_rx(&self, chunk: &Chunk) -> Result<()> {
+        self.env.mem.rx.release(chunk)
+    }
+}

@@ -1,0 +1,208 @@
+//! The three-record exchange that connects a QP (reference §2.4), as a
+//! resumable state machine over a caller-supplied connected TCP fd:
+//!
+//! * connector: send #1 (peer_qpn 0) → read #2 → RTR, RTS → send #3 (ack);
+//! * acceptor: read #1 → RTR, RTS → send #2 (peer_qpn = connector's QPN) →
+//!   read #3.
+//!
+//! `step` never blocks on a non-blocking fd: it returns what it waits for.
+//! `run` drives it to the end with poll(2) and a deadline.
+
+use super::exchange::{deadline_from, wait_ready};
+use super::{CmMeta, RecordReader, RecordWriter};
+use crate::error::{Error, Result};
+use crate::history::QpEvent;
+use crate::qp::QueuePair;
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering::Relaxed;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Opened the TCP connection; sends the first record.
+    Connector,
+    /// Accepted the TCP connection; answers.
+    Acceptor,
+}
+
+/// What a `step` is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    Done,
+    /// Call again when the fd is readable.
+    WantRead,
+    /// Call again when the fd is writable.
+    WantWrite,
+}
+
+#[derive(Debug)]
+enum Stage {
+    Send(RecordWriter, Next),
+    Recv(RecordReader, Expect),
+    Done,
+    Failed(Error),
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Next {
+    AwaitReply,
+    AwaitAck,
+    Finished,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Expect {
+    Syn,
+    Reply,
+    Ack,
+}
+
+#[derive(Debug)]
+pub struct Handshake {
+    role: Role,
+    stage: Stage,
+    /// Filled once the peer's first record arrived.
+    peer: Option<CmMeta>,
+}
+
+impl Handshake {
+    pub fn new(role: Role, qp: &QueuePair) -> Handshake {
+        let stage = match role {
+            Role::Connector => Stage::Send(RecordWriter::new(&CmMeta { peer_qpn: 0, ..qp.local_meta() }), Next::AwaitReply),
+            Role::Acceptor => Stage::Recv(RecordReader::new(), Expect::Syn),
+        };
+        Handshake { role, stage, peer: None }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+    pub fn is_done(&self) -> bool {
+        matches!(self.stage, Stage::Done)
+    }
+    pub fn peer(&self) -> Option<CmMeta> {
+        self.peer
+    }
+    /// The poll(2) events the next `step` needs (0 when finished or failed).
+    pub fn wants(&self) -> i16 {
+        match self.stage {
+            Stage::Send(..) => libc::POLLOUT,
+            Stage::Recv(..) => libc::POLLIN,
+            _ => 0,
+        }
+    }
+
+    /// Advances as far as the fd allows. Errors are final: the QP is not
+    /// usable for this peer (the caller retires it with `to_dead`).
+    pub fn step(&mut self, qp: &QueuePair, fd: RawFd) -> Result<Progress> {
+        loop {
+            let r = self.advance(qp, fd);
+            match r {
+                Ok(Some(p)) => return Ok(p),
+                Ok(None) => continue,
+                Err(e) => {
+                    qp.env.counters.handshake_errors.fetch_add(1, Relaxed);
+                    let e = qp.fail(e.context(format_args!("QP {}: cm_meta handshake ({:?})", qp.qp_num(), self.role)));
+                    self.stage = Stage::Failed(e.clone());
+                    return Err(e);
+                }
+            }
+        }
+    }
+
+    /// One stage: `Ok(None)` = moved on, call again.
+    fn advance(&mut self, qp: &QueuePair, fd: RawFd) -> Result<Option<Progress>> {
+        let hist = &qp.env.history;
+        match &mut self.stage {
+            Stage::Done => Ok(Some(Progress::Done)),
+            Stage::Failed(e) => Err(e.clone()),
+            Stage::Send(w, next) => {
+                if !w.poll(fd)? {
+                    return Ok(Some(Progress::WantWrite));
+                }
+                let next = *next;
+                hist.record(qp.qp_num(), QpEvent::RecordSent, &format!("{next:?}"));
+                self.stage = match next {
+                    Next::AwaitReply => Stage::Recv(RecordReader::new(), Expect::Reply),
+                    Next::AwaitAck => Stage::Recv(RecordReader::new(), Expect::Ack),
+                    Next::Finished => Stage::Done,
+                };
+                Ok(None)
+            }
+            Stage::Recv(r, expect) => {
+                let Some(m) = r.poll(fd)? else { return Ok(Some(Progress::WantRead)) };
+                let expect = *expect;
+                hist.record(qp.qp_num(), QpEvent::RecordReceived, &m.describe());
+                self.stage = self.on_record(qp, expect, m)?;
+                Ok(None)
+            }
+        }
+    }
+
+    fn on_record(&mut self, qp: &QueuePair, expect: Expect, m: CmMeta) -> Result<Stage> {
+        let me = qp.qp_num();
+        let proto = |what: String| Error::new(libc::EPROTO, format!("{what} (record: {})", m.describe()));
+        match expect {
+            Expect::Syn => {
+                if m.peer_qpn != 0 {
+                    return Err(proto(format!(
+                        "expected the connector's first record (peer_qpn 0) but peer_qpn is {:#x}: both sides think \
+                         they accepted",
+                        m.peer_qpn
+                    )));
+                }
+                self.activate(qp, &m)?;
+                Ok(Stage::Send(RecordWriter::new(&CmMeta { peer_qpn: m.local_qpn, ..qp.local_meta() }), Next::AwaitAck))
+            }
+            Expect::Reply => {
+                if m.peer_qpn != me {
+                    return Err(proto(format!(
+                        "the acceptor's reply names QP {:#x} as its peer but ours is {me:#x}",
+                        m.peer_qpn
+                    )));
+                }
+                self.activate(qp, &m)?;
+                Ok(Stage::Send(RecordWriter::new(&CmMeta { peer_qpn: m.local_qpn, ..qp.local_meta() }), Next::Finished))
+            }
+            Expect::Ack => {
+                let peer = self.peer.expect("ack follows the first record");
+                if m.peer_qpn != me || m.local_qpn != peer.local_qpn {
+                    return Err(proto(format!(
+                        "the connector's ack does not match: expected qpn {:#x} peer_qpn {me:#x}",
+                        peer.local_qpn
+                    )));
+                }
+                Ok(Stage::Done)
+            }
+        }
+    }
+
+    fn activate(&mut self, qp: &QueuePair, peer: &CmMeta) -> Result<()> {
+        self.peer = Some(*peer);
+        qp.to_rtr(peer)?;
+        qp.to_rts()
+    }
+
+    /// Drives the exchange to the end, waiting on the fd as needed.
+    /// `timeout_ms < 0` waits forever; `ETIMEDOUT` names the stage reached.
+    pub fn run(&mut self, qp: &QueuePair, fd: RawFd, timeout_ms: i32) -> Result<()> {
+        let deadline = deadline_from(timeout_ms);
+        loop {
+            let events = match self.step(qp, fd)? {
+                Progress::Done => return Ok(()),
+                Progress::WantRead => libc::POLLIN,
+                Progress::WantWrite => libc::POLLOUT,
+            };
+            if !wait_ready(fd, events, deadline)? {
+                let what = if events == libc::POLLIN { "waiting for the peer's record" } else { "sending our record" };
+                let e = Error::new(
+                    libc::ETIMEDOUT,
+                    format!("QP {}: cm_meta handshake timed out after {timeout_ms} ms {what}", qp.qp_num()),
+                );
+                qp.env.counters.handshake_errors.fetch_add(1, Relaxed);
+                let e = qp.fail(e);
+                self.stage = Stage::Failed(e.clone());
+                return Err(e);
+            }
+        }
+    }
+}

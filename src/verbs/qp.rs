@@ -1,0 +1,277 @@
+//! RC queue pair: creation, the four state transitions with Ceph 16.2.15's
+//! attribute values, queries, and posting. Every post and modify reports the
+//! verbs return value, never `errno`.
+
+use super::srq::{post_recv_chain, PostError, RecvWr};
+use super::{check_ret, errno_err, Cq, Pd, Srq};
+use crate::error::Result;
+use crate::qp_validate::{QpState, RtrAttrs};
+use rdma_sys as sys;
+use std::sync::Arc;
+
+// enum ibv_qp_attr_mask bits.
+const STATE: u32 = 1;
+const ACCESS_FLAGS: u32 = 1 << 3;
+const PKEY_INDEX: u32 = 1 << 4;
+const PORT: u32 = 1 << 5;
+const AV: u32 = 1 << 7;
+const PATH_MTU: u32 = 1 << 8;
+const TIMEOUT: u32 = 1 << 9;
+const RETRY_CNT: u32 = 1 << 10;
+const RNR_RETRY: u32 = 1 << 11;
+const RQ_PSN: u32 = 1 << 12;
+const MAX_QP_RD_ATOMIC: u32 = 1 << 13;
+const MIN_RNR_TIMER: u32 = 1 << 15;
+const SQ_PSN: u32 = 1 << 16;
+const MAX_DEST_RD_ATOMIC: u32 = 1 << 17;
+const DEST_QPN: u32 = 1 << 20;
+
+/// Ceph's INIT→RTR mask (0x129181).
+pub const RTR_MASK: u32 = STATE | AV | PATH_MTU | DEST_QPN | RQ_PSN | MIN_RNR_TIMER | MAX_DEST_RD_ATOMIC;
+/// Ceph's RTR→RTS mask (0x12e01).
+pub const RTS_MASK: u32 = STATE | TIMEOUT | RETRY_CNT | RNR_RETRY | SQ_PSN | MAX_QP_RD_ATOMIC;
+const INIT_MASK: u32 = STATE | PKEY_INDEX | PORT | ACCESS_FLAGS;
+
+/// RTR→RTS values (reference §1.11).
+#[derive(Debug, Clone, Copy)]
+pub struct RtsAttrs {
+    pub sq_psn: u32,
+    pub timeout: u8,
+    pub retry_cnt: u8,
+    pub rnr_retry: u8,
+    pub max_rd_atomic: u8,
+}
+
+/// One signaled SEND: one SGE, or none when `len` is 0 and `addr` is 0
+/// (the fin and the beacon).
+#[derive(Debug, Clone, Copy)]
+pub struct SendWr {
+    pub wr_id: u64,
+    pub addr: u64,
+    pub len: u32,
+    pub lkey: u32,
+}
+
+/// Queue sizes asked for at creation.
+#[derive(Debug, Clone, Copy)]
+pub struct QpCaps {
+    pub max_send_wr: u32,
+    /// Ignored when an SRQ is given.
+    pub max_recv_wr: u32,
+}
+
+pub struct RawQp {
+    qp: *mut sys::ibv_qp,
+    qpn: u32,
+    // Keep what the QP points at alive until it is destroyed.
+    _pd: Arc<Pd>,
+    _send_cq: Arc<Cq>,
+    _recv_cq: Arc<Cq>,
+    _srq: Option<Arc<Srq>>,
+}
+
+// SAFETY: verbs objects may be used from any thread.
+unsafe impl Send for RawQp {}
+unsafe impl Sync for RawQp {}
+
+impl RawQp {
+    /// `ibv_create_qp` for an RC QP: one SGE each way, no inline data,
+    /// `sq_sig_all = 0` (every WR posted here is signaled anyway).
+    pub fn create_rc(pd: &Arc<Pd>, send_cq: &Arc<Cq>, recv_cq: &Arc<Cq>, srq: Option<&Arc<Srq>>, caps: QpCaps) -> Result<RawQp> {
+        // SAFETY: zeroed is valid for this plain C struct.
+        let mut attr: sys::ibv_qp_init_attr = unsafe { std::mem::zeroed() };
+        attr.send_cq = send_cq.as_ptr();
+        attr.recv_cq = recv_cq.as_ptr();
+        attr.srq = srq.map_or(std::ptr::null_mut(), |s| s.as_ptr());
+        attr.cap.max_send_wr = caps.max_send_wr;
+        attr.cap.max_send_sge = 1;
+        attr.cap.max_inline_data = 0;
+        if srq.is_none() {
+            attr.cap.max_recv_wr = caps.max_recv_wr;
+            attr.cap.max_recv_sge = 1;
+        }
+        attr.qp_type = sys::ibv_qp_type::IBV_QPT_RC;
+        attr.sq_sig_all = 0;
+        // SAFETY: pd and CQs are live; attr valid. Returns NULL + errno.
+        let qp = unsafe { sys::ibv_create_qp(pd.as_ptr(), &mut attr) };
+        if qp.is_null() {
+            let e = errno_err("ibv_create_qp");
+            let hint = if e.errno == libc::ENOMEM || e.errno == libc::EINVAL {
+                format!(
+                    " (asked for max_send_wr {} max_recv_wr {}: reduce ms_async_rdma_send_buffers / \
+                     ms_async_rdma_receive_queue_len, or check the device's max_qp / max_qp_wr)",
+                    caps.max_send_wr,
+                    if srq.is_some() { 0 } else { caps.max_recv_wr }
+                )
+            } else {
+                String::new()
+            };
+            return Err(crate::Error::new(e.errno, format!("{}{hint}", e.msg)));
+        }
+        // SAFETY: qp is live.
+        let qpn = unsafe { (*qp).qp_num };
+        Ok(RawQp { qp, qpn, _pd: pd.clone(), _send_cq: send_cq.clone(), _recv_cq: recv_cq.clone(), _srq: srq.cloned() })
+    }
+
+    pub fn qp_num(&self) -> u32 {
+        self.qpn
+    }
+
+    fn modify(&self, call: &str, attr: &mut sys::ibv_qp_attr, mask: u32) -> Result<()> {
+        // SAFETY: qp is live; attr valid. Returns an errno value.
+        check_ret(call, unsafe { sys::ibv_modify_qp(self.qp, attr, mask as i32) })
+    }
+
+    /// RESET→INIT: pkey 0, the bound port, REMOTE_WRITE | LOCAL_WRITE.
+    pub fn modify_to_init(&self, port: u8) -> Result<()> {
+        // SAFETY: zeroed is valid.
+        let mut a: sys::ibv_qp_attr = unsafe { std::mem::zeroed() };
+        a.qp_state = sys::ibv_qp_state::IBV_QPS_INIT;
+        a.pkey_index = 0;
+        a.port_num = port;
+        a.qp_access_flags = (sys::ibv_access_flags::IBV_ACCESS_REMOTE_WRITE | sys::ibv_access_flags::IBV_ACCESS_LOCAL_WRITE).0;
+        self.modify("ibv_modify_qp(RESET->INIT)", &mut a, INIT_MASK)
+    }
+
+    /// INIT→RTR with the given attributes (is_global 1, flow label 0).
+    pub fn modify_to_rtr(&self, r: &RtrAttrs) -> Result<()> {
+        // SAFETY: zeroed is valid.
+        let mut a: sys::ibv_qp_attr = unsafe { std::mem::zeroed() };
+        a.qp_state = sys::ibv_qp_state::IBV_QPS_RTR;
+        a.path_mtu = r.path_mtu;
+        a.dest_qp_num = r.dest_qpn;
+        a.rq_psn = r.rq_psn;
+        a.max_dest_rd_atomic = r.max_dest_rd_atomic;
+        a.min_rnr_timer = r.min_rnr_timer;
+        a.ah_attr.is_global = 1;
+        a.ah_attr.grh.dgid.raw = r.dgid;
+        a.ah_attr.grh.sgid_index = r.sgid_index as u8;
+        a.ah_attr.grh.hop_limit = r.hop_limit;
+        a.ah_attr.grh.traffic_class = r.traffic_class;
+        a.ah_attr.grh.flow_label = 0;
+        a.ah_attr.dlid = r.dlid;
+        a.ah_attr.sl = r.sl;
+        a.ah_attr.src_path_bits = 0;
+        a.ah_attr.port_num = r.port_num;
+        self.modify("ibv_modify_qp(INIT->RTR)", &mut a, RTR_MASK)
+    }
+
+    pub fn modify_to_rts(&self, r: &RtsAttrs) -> Result<()> {
+        // SAFETY: zeroed is valid.
+        let mut a: sys::ibv_qp_attr = unsafe { std::mem::zeroed() };
+        a.qp_state = sys::ibv_qp_state::IBV_QPS_RTS;
+        a.timeout = r.timeout;
+        a.retry_cnt = r.retry_cnt;
+        a.rnr_retry = r.rnr_retry;
+        a.sq_psn = r.sq_psn;
+        a.max_rd_atomic = r.max_rd_atomic;
+        self.modify("ibv_modify_qp(RTR->RTS)", &mut a, RTS_MASK)
+    }
+
+    pub fn modify_to_error(&self) -> Result<()> {
+        // SAFETY: zeroed is valid.
+        let mut a: sys::ibv_qp_attr = unsafe { std::mem::zeroed() };
+        a.qp_state = sys::ibv_qp_state::IBV_QPS_ERR;
+        self.modify("ibv_modify_qp(->ERR)", &mut a, STATE)
+    }
+
+    fn query(&self, mask: u32) -> Result<sys::ibv_qp_attr> {
+        // SAFETY: zeroed is valid for both structs.
+        let mut a: sys::ibv_qp_attr = unsafe { std::mem::zeroed() };
+        let mut init: sys::ibv_qp_init_attr = unsafe { std::mem::zeroed() };
+        // SAFETY: qp live, out-pointers valid. Returns an errno value.
+        check_ret("ibv_query_qp", unsafe { sys::ibv_query_qp(self.qp, &mut a, mask as i32, &mut init) })?;
+        Ok(a)
+    }
+
+    /// The QP's current state as the device reports it.
+    pub fn query_state(&self) -> Result<QpState> {
+        Ok(QpState::from_raw(self.query(STATE)?.qp_state))
+    }
+
+    /// The destination QP number programmed at RTR (0 before).
+    pub fn query_dest_qpn(&self) -> Result<u32> {
+        Ok(self.query(DEST_QPN)?.dest_qp_num)
+    }
+
+    /// Posts `wrs` as one chain of signaled SENDs.
+    pub fn post_send(&self, wrs: &[SendWr]) -> std::result::Result<(), PostError> {
+        if wrs.is_empty() {
+            return Ok(());
+        }
+        let mut sges: Vec<sys::ibv_sge> =
+            wrs.iter().map(|w| sys::ibv_sge { addr: w.addr, length: w.len, lkey: w.lkey }).collect();
+        // SAFETY: zeroed is valid for ibv_send_wr (pointers NULL, unions zero).
+        let mut reqs: Vec<sys::ibv_send_wr> = wrs.iter().map(|_| unsafe { std::mem::zeroed() }).collect();
+        let n = reqs.len();
+        for i in 0..n {
+            let w = &wrs[i];
+            reqs[i].wr_id = w.wr_id;
+            reqs[i].opcode = sys::ibv_wr_opcode::IBV_WR_SEND;
+            reqs[i].send_flags = sys::ibv_send_flags::IBV_SEND_SIGNALED.0;
+            if w.len > 0 || w.addr != 0 {
+                reqs[i].sg_list = &mut sges[i];
+                reqs[i].num_sge = 1;
+            }
+            if i + 1 < n {
+                let next: *mut sys::ibv_send_wr = &mut reqs[i + 1];
+                reqs[i].next = next;
+            }
+        }
+        let mut bad: *mut sys::ibv_send_wr = std::ptr::null_mut();
+        // SAFETY: qp live; the chain is valid for the call. Returns an errno value.
+        let ret = unsafe { sys::ibv_post_send(self.qp, reqs.as_mut_ptr(), &mut bad) };
+        check_ret("ibv_post_send", ret).map_err(|err| {
+            let posted = if bad.is_null() {
+                0
+            } else {
+                // SAFETY: bad points into `reqs`.
+                (unsafe { bad.offset_from(reqs.as_ptr()) }).clamp(0, n as isize) as usize
+            };
+            PostError { posted, err }
+        })
+    }
+
+    /// Posts receive buffers to this QP's own receive queue (no SRQ).
+    pub fn post_recv(&self, wrs: &[RecvWr]) -> std::result::Result<(), PostError> {
+        // SAFETY: qp live; chain valid for the call.
+        post_recv_chain("ibv_post_recv", wrs, |wr, bad| unsafe { sys::ibv_post_recv(self.qp, wr, bad) })
+    }
+
+    /// Destroys the QP, reporting the verbs error (the wrapper is consumed
+    /// either way; on failure the verbs object is leaked, not freed twice).
+    pub fn destroy(self) -> Result<()> {
+        let me = std::mem::ManuallyDrop::new(self);
+        // SAFETY: qp live, destroyed once; the Arcs are released below.
+        let r = check_ret("ibv_destroy_qp", unsafe { sys::ibv_destroy_qp(me.qp) });
+        // SAFETY: move the Arcs out of the ManuallyDrop so they are dropped after the QP.
+        unsafe {
+            drop(std::ptr::read(&me._srq));
+            drop(std::ptr::read(&me._recv_cq));
+            drop(std::ptr::read(&me._send_cq));
+            drop(std::ptr::read(&me._pd));
+        }
+        r
+    }
+}
+
+impl Drop for RawQp {
+    fn drop(&mut self) {
+        // SAFETY: qp live, destroyed once. Returns an errno value.
+        if let Err(e) = check_ret("ibv_destroy_qp", unsafe { sys::ibv_destroy_qp(self.qp) }) {
+            log::error!("{} (QP {} leaked)", e.msg, self.qpn);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_match_ceph_16_2_15() {
+        assert_eq!(RTR_MASK, 0x129181);
+        assert_eq!(RTS_MASK, 0x12e01);
+        assert_eq!(INIT_MASK, 0x39);
+    }
+}
