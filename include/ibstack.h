@@ -64,6 +64,25 @@ typedef uint32_t ibstack_link_layer;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Which side of the cm_meta handshake this QP plays.
+enum ibstack_role
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    // Opened the TCP connection: sends the first record.
+    IBSTACK_ROLE_CONNECTOR = 0,
+    // Accepted the TCP connection: answers the first record.
+    IBSTACK_ROLE_ACCEPTOR = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum ibstack_role ibstack_role;
+#else
+typedef uint32_t ibstack_role;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // One registered buffer of ms_async_rdma_buffer_size bytes with its read
 // and write cursors. Borrowed from its pool: never freed by the caller, given
 // back with ibstack_mem_mgr_return_tx / ibstack_mem_mgr_release_rx_chunk.
@@ -78,10 +97,27 @@ typedef struct ibstack_chunk ibstack_chunk;
 // sets or loads.
 typedef struct ibstack_config ibstack_config;
 
+// A completion queue bound to its own non-blocking completion channel.
+// Ownership: either created by ibstack_cq_new and freed by ibstack_cq_free,
+// or borrowed from a dispatcher (ibstack_dispatcher_tx_cq / _rx_cq; never
+// freed by the caller, valid while the dispatcher lives).
+// Thread safety: poll, rearm and get_event may be called from any thread;
+// polling one CQ from two threads at once splits its completions between them.
+typedef struct ibstack_cq ibstack_cq;
+
 // A snapshot of the RDMA devices present (names only).
 // Ownership: created by ibstack_device_list_new, freed by
 // ibstack_device_list_free. Thread safety: immutable, any thread.
 typedef struct ibstack_device_list ibstack_device_list;
+
+// The shared completion machinery of one device (see the file comment).
+// Ownership: created by ibstack_dispatcher_new, released by
+// ibstack_dispatcher_free; QPs created from it keep it alive until they are
+// freed too. Teardown retires every QP (beacon drain, at most 2 s) and
+// destroys the CQs and SRQ.
+// Thread safety: every function may be called from any thread; polling
+// (poll, wait) is serialized internally.
+typedef struct ibstack_dispatcher ibstack_dispatcher;
 
 // An opened RDMA device: bound port, cached GID, protection domain and the
 // queue lengths derived from the configuration and the device limits.
@@ -99,6 +135,41 @@ typedef struct ibstack_ib ibstack_ib;
 // Thread safety: every function may be called from any thread concurrently;
 // getting and returning chunks takes no process-wide lock.
 typedef struct ibstack_mem_mgr ibstack_mem_mgr;
+
+// An RC queue pair created in INIT on its dispatcher's TX/RX CQs (and SRQ).
+// Ownership: created by ibstack_qp_new, released by ibstack_qp_free, which
+// retires it (ERR, beacon); the dispatcher destroys it once drained.
+// Thread safety: sends and queries may come from any thread; drive one
+// handshake from one thread at a time.
+typedef struct ibstack_qp ibstack_qp;
+
+// One work completion, as C sees it (`ibstack_wc`).
+typedef struct ibstack_wc {
+    // The wr_id of the work request (a chunk address, the beacon 0xDEADBEEF, …).
+    uint64_t wr_id;
+    // `enum ibv_wc_status` (0 = success); names from `ibstack_wc_status_str`.
+    uint32_t status;
+    // `enum ibv_wc_opcode` (0 = SEND, 128 = RECV). Only valid when status is 0.
+    uint32_t opcode;
+    // Bytes received (receive completions).
+    uint32_t byte_len;
+    // Local QP number the completion belongs to.
+    uint32_t qp_num;
+    // Provider-specific error detail.
+    uint32_t vendor_err;
+    uint32_t reserved;
+} ibstack_wc;
+
+// One device async event, already handled and acknowledged.
+typedef struct ibstack_async_event {
+    // `enum ibv_event_type`; name from ibstack_async_event_str.
+    uint32_t event_type;
+    // QP number for QP events, else 0.
+    uint32_t qp_num;
+    // Port number for port events, else 0.
+    uint32_t port;
+    uint32_t reserved;
+} ibstack_async_event;
 
 // Log callback. `level`: 1 = error, 2 = warn, 3 = info, 4 = debug, 5 = trace.
 // `target` (the Rust module, e.g. "ibstack::ib") and `msg` are NUL-terminated
@@ -178,6 +249,22 @@ typedef struct ibstack_mem_stats {
     uint64_t registration_failures;
 } ibstack_mem_stats;
 
+// The cm_meta record one side sends (Ceph's ib_cm_meta_t): 65 bytes on the
+// wire, "%04x:%08x:%08x:%08x:" + 32 hex digits of GID + NUL.
+typedef struct ibstack_cm_meta {
+    // Port LID (0 on RoCE).
+    uint16_t lid;
+    uint16_t reserved;
+    // Sender's QP number.
+    uint32_t local_qpn;
+    // Sender's initial PSN (24 bits).
+    uint32_t psn;
+    // The QP number the sender believes its peer has; 0 in the first record.
+    uint32_t peer_qpn;
+    // Sender's GID, network order.
+    uint8_t gid[16];
+} ibstack_cm_meta;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -216,6 +303,40 @@ int ibstack_config_load_file(struct ibstack_config *cfg, const char *path, const
 // -EINVAL.
 int ibstack_config_to_json(const struct ibstack_config *cfg, char *buf, size_t len);
 
+// Creates a CQ of `depth` entries (0 = ibstack_cq_depth from the device's
+// configuration, capped at max_cqe) bound to a new completion channel whose
+// fd is non-blocking, and arms it. Caller owns `*out`.
+int ibstack_cq_new(const struct ibstack_ib *ib, uint32_t depth, struct ibstack_cq **out);
+
+// Acknowledges pending events, destroys the CQ and its channel (once no QP
+// uses it any more). NULL is a no-op. Never call it on a borrowed CQ.
+void ibstack_cq_free(struct ibstack_cq *cq);
+
+// The completion channel's fd (non-blocking): readable when the armed CQ got
+// a completion. Use it with epoll, then ibstack_cq_get_event, poll, rearm.
+int ibstack_cq_fd(const struct ibstack_cq *cq);
+
+// Arms the CQ for the next completion (any kind). Returns 0 or -errno
+// (ibv_req_notify_cq's return value).
+int ibstack_cq_rearm(const struct ibstack_cq *cq);
+
+// Takes one event from the channel: 1 if there was one, 0 if none is
+// pending, -errno on failure. Events are acknowledged in batches of 5000
+// (and the rest when the CQ is destroyed).
+int ibstack_cq_get_event(const struct ibstack_cq *cq);
+
+// Events taken with ibstack_cq_get_event and not yet acknowledged (< 5000).
+uint32_t ibstack_cq_unacked_events(const struct ibstack_cq *cq);
+
+// Polls up to `n` completions into `wc`; returns how many (0 = none) or
+// -errno. This is the raw CQ: on a dispatcher's CQ, hand what you poll to
+// ibstack_dispatcher_handle_tx / _handle_rx, or use ibstack_dispatcher_poll instead.
+int ibstack_cq_poll(const struct ibstack_cq *cq, struct ibstack_wc *wc, int n);
+
+// The name of an `ibv_wc_status` value ("SUCCESS", "WR_FLUSH_ERR", …), as
+// Ceph logs it; "<status out of range!>" otherwise. Static string.
+const char *ibstack_wc_status_str(uint32_t status);
+
 // Lists the RDMA devices. A host without devices (or without kernel RDMA
 // support) gives an empty list, not an error. Caller owns `*out`.
 int ibstack_device_list_new(struct ibstack_device_list **out);
@@ -230,6 +351,88 @@ size_t ibstack_device_list_count(const struct ibstack_device_list *list);
 // to len - 1). Returns the name's length, -ERANGE when index >= count, or
 // -EINVAL for a NULL list.
 int ibstack_device_list_name(const struct ibstack_device_list *list, size_t index, char *buf, size_t len);
+
+// Creates both CQs (ibstack_cq_depth entries) with their channels and, when
+// ms_async_rdma_support_srq is true, the SRQ filled with rx_queue_len
+// receive buffers from `mm`'s RX pool. `ib` and `mm` must be the same
+// device; both stay alive while the dispatcher does. Caller owns `*out`.
+// Errors: the verbs errno of the failed creation; -ENOBUFS when no receive
+// buffer could be posted to the SRQ.
+int ibstack_dispatcher_new(const struct ibstack_ib *ib,
+                           const struct ibstack_mem_mgr *mm,
+                           struct ibstack_dispatcher **out);
+
+// Releases the caller's reference (see the type's ownership note). NULL is a no-op.
+void ibstack_dispatcher_free(struct ibstack_dispatcher *d);
+
+// The TX (send) CQ, borrowed: valid while the dispatcher lives. NULL for NULL.
+const struct ibstack_cq *ibstack_dispatcher_tx_cq(const struct ibstack_dispatcher *d);
+
+// The RX (receive) CQ, borrowed: valid while the dispatcher lives. NULL for NULL.
+const struct ibstack_cq *ibstack_dispatcher_rx_cq(const struct ibstack_dispatcher *d);
+
+// One iteration of the polling loop: polls the TX CQ then the RX CQ (32
+// each), returns finished TX chunks to their pool, retires QPs whose beacon
+// completed, and — when both CQs were empty — destroys drained QPs, retries
+// owed receive buffers and reads async events. Writes up to `n` completions
+// the caller must act on into `wc` and returns their count:
+// * status 0, opcode RECV: a receive on a live QP; `(ibstack_chunk *)wc.wr_id`
+//   holds `byte_len` bytes and now belongs to the caller (read it with
+//   ibstack_chunk_read, give it back with ibstack_dispatcher_release_rx);
+//   `byte_len` 0 is the peer's close SEND;
+// * any other status: an error on a live QP, which is now faulted (see
+//   ibstack_qp_fault_message); its buffer was already returned.
+int ibstack_dispatcher_poll(const struct ibstack_dispatcher *d, struct ibstack_wc *wc, int n);
+
+// Arms both CQs, polls once more (completions that raced with arming), and
+// if nothing is ready sleeps on both completion channels and the device's
+// async fd for up to `timeout_ms` (-1 = forever). Returns 1 when
+// ibstack_dispatcher_poll may have work, 0 on timeout, or -errno.
+int ibstack_dispatcher_wait(const struct ibstack_dispatcher *d, int timeout_ms);
+
+// Posts up to `n` receive buffers from the RX pool: to the SRQ, or (no SRQ)
+// to `qp`'s receive queue (`qp` is ignored with an SRQ and may be NULL).
+// Returns how many were posted (fewer, possibly 0, when the RX pool is at its
+// limit) or -errno: the provider's return value when the post failed (the
+// refused buffers went back to the pool).
+int ibstack_dispatcher_post_rx(const struct ibstack_dispatcher *d, uint32_t n, const struct ibstack_qp *qp);
+
+// Gives back an RX chunk that ibstack_dispatcher_poll handed over.
+int ibstack_dispatcher_release_rx(const struct ibstack_dispatcher *d, struct ibstack_chunk *c);
+
+// Reads the device's async events, handles them (LAST_WQE_REACHED,
+// QP_FATAL: the QP is faulted; CQ_ERR, DEVICE_FATAL: logged and counted) and
+// returns the oldest unreported one: 1 and `*ev` filled, 0 when none.
+int ibstack_dispatcher_next_async_event(const struct ibstack_dispatcher *d, struct ibstack_async_event *ev);
+
+// "IBV_EVENT_QP_FATAL", … for an `enum ibv_event_type` value. Static string.
+const char *ibstack_async_event_str(uint32_t event_type);
+
+// QPs created and not yet destroyed (live plus draining).
+int ibstack_dispatcher_qp_count(const struct ibstack_dispatcher *d);
+
+// Ceph's perf counters (l_msgr_rdma_*) plus ibstack's own, gauges computed now.
+int ibstack_dispatcher_counters(const struct ibstack_dispatcher *d, ibstack_counters *out);
+
+// The counters as JSON, grouped like `ceph daemon … perf dump`
+// ("AsyncMessenger::RDMADispatcher", "AsyncMessenger::RDMAWorker",
+// "ibstack"). String convention: returns the full length; ≥ len means truncated.
+int ibstack_dispatcher_counters_json(const struct ibstack_dispatcher *d, char *buf, size_t len);
+
+// Every live QP's timeline and the last ibstack_qp_history_len destroyed
+// ones, as JSON: {"live":[{"qpn":…,"state":…,"events":[{"time_us":…,
+// "since_created_us":…,"event":"rts","detail":…}]}],"destroyed":[…]}.
+// String convention as ibstack_dispatcher_counters_json.
+int ibstack_qp_history_json(const struct ibstack_dispatcher *d, char *buf, size_t len);
+
+// For hosts that poll the CQs themselves (ibstack_cq_poll on the borrowed
+// TX CQ): hand the completions over so chunks return to the pool, beacons
+// retire QPs and errors fault QPs. Completions for the host come out of
+// ibstack_dispatcher_poll afterwards.
+int ibstack_dispatcher_handle_tx(const struct ibstack_dispatcher *d, const struct ibstack_wc *wc, int n);
+
+// Like ibstack_dispatcher_handle_tx, for completions polled from the RX CQ.
+int ibstack_dispatcher_handle_rx(const struct ibstack_dispatcher *d, const struct ibstack_wc *wc, int n);
 
 // The library version, "ibstack/X.Y.Z rdma-sys/A.B.C". Static string, never freed.
 // Thread safety: any thread.
@@ -306,7 +509,9 @@ void *ibstack_ib_pd_raw(const struct ibstack_ib *ib);
 // and the fixes; or the registration's errno.
 int ibstack_mem_mgr_new(const struct ibstack_ib *ib, struct ibstack_mem_mgr **out);
 
-// Deregisters and frees both pools. Chunks still handed out become invalid.
+// Releases the caller's reference: the pools are deregistered and freed
+// when no dispatcher uses them any more (an ibstack_dispatcher keeps them
+// until it is freed). Chunks still handed out then become invalid.
 // NULL is a no-op.
 void ibstack_mem_mgr_free(struct ibstack_mem_mgr *mm);
 
@@ -391,6 +596,117 @@ int ibstack_chunk_set_qp(struct ibstack_chunk *c, uint32_t qp_num);
 
 // The owning QP number (0 = none or NULL).
 uint32_t ibstack_chunk_qp(const struct ibstack_chunk *c);
+
+// Creates an RC QP (SQ = tx_queue_len + 2 entries: data, close SEND,
+// beacon), moves it to INIT and, without an SRQ, posts rx_queue_len receive
+// buffers to it. A random 24-bit initial PSN is drawn. Caller owns `*out`.
+// Errors: ibv_create_qp's errno with the sizes asked for; -ENOBUFS when no
+// receive buffer is available (no SRQ).
+int ibstack_qp_new(const struct ibstack_dispatcher *d, struct ibstack_qp **out);
+
+// Retires the QP (as ibstack_qp_to_dead; a failure is logged) and releases
+// the handle. The dispatcher destroys the verbs QP once its drain is
+// complete, during ibstack_dispatcher_poll. NULL is a no-op.
+void ibstack_qp_free(struct ibstack_qp *qp);
+
+// RESET→INIT. ibstack_qp_new already did it; this returns -EINVAL (wrong
+// state) unless the QP is in RESET.
+int ibstack_qp_to_init(const struct ibstack_qp *qp);
+
+// INIT→RTR towards `peer` with Ceph's attributes (path MTU ibstack_path_mtu,
+// min_rnr_timer 0x12, hop_limit 6, traffic_class ms_async_rdma_dscp, sl
+// ms_async_rdma_sl, is_global 1). Everything is checked first: -EINVAL names
+// the attribute and both values (state, path MTU vs the port's active MTU,
+// GID index and its entry, GID type vs link layer, sl, the peer record);
+// -ENETDOWN when the port is not ACTIVE. If the provider still refuses, its
+// return value with the attributes tried and the likely causes.
+int ibstack_qp_to_rtr(const struct ibstack_qp *qp, const struct ibstack_cm_meta *peer);
+
+// RTR→RTS: timeout 0x12, retry_cnt 7, rnr_retry 7, sq_psn = initial PSN.
+int ibstack_qp_to_rts(const struct ibstack_qp *qp);
+
+// Any state → ERR (outstanding work requests complete with WR_FLUSH_ERR).
+// The QP stays registered; use ibstack_qp_to_dead to retire it.
+int ibstack_qp_to_error(const struct ibstack_qp *qp);
+
+// Retires the QP (Ceph's to_dead): ERR, then the beacon (wr_id 0xDEADBEEF,
+// signaled, no SGE) in the SQ slot kept for it; a QP that never reached RTS
+// needs no beacon. The dispatcher destroys the QP once the beacon completed
+// (and, without an SRQ, every receive buffer came back). Idempotent. Errors
+// carry the verbs return value (never a stale errno); the QP is retired anyway.
+int ibstack_qp_to_dead(const struct ibstack_qp *qp);
+
+// The state the device reports now (`enum ibv_qp_state`: 0 RESET, 1 INIT,
+// 2 RTR, 3 RTS, 6 ERR) or -errno (-ENOTCONN once destroyed).
+int ibstack_qp_state(const struct ibstack_qp *qp);
+
+// "RESET", "INIT", "RTR", "RTS", "SQD", "SQE", "ERR", or "UNKNOWN". Static string.
+const char *ibstack_qp_state_str(int state);
+
+// Local QP number (0 for NULL).
+uint32_t ibstack_qp_num(const struct ibstack_qp *qp);
+
+// The initial (send) PSN advertised in this QP's record.
+uint32_t ibstack_qp_initial_psn(const struct ibstack_qp *qp);
+
+// The peer's QP number as programmed into the device (0 before RTR).
+int ibstack_qp_remote_num(const struct ibstack_qp *qp, uint32_t *out);
+
+// This QP's own record (peer_qpn 0).
+int ibstack_qp_local_meta(const struct ibstack_qp *qp, struct ibstack_cm_meta *out);
+
+// The peer's record the QP was moved to RTR with; -ENOTCONN before that.
+int ibstack_qp_peer_meta(const struct ibstack_qp *qp, struct ibstack_cm_meta *out);
+
+// Advances the cm_meta handshake on the connected TCP socket `fd` without
+// blocking (make `fd` non-blocking): 1 when the QP is connected (RTS, and as
+// acceptor the connector's acknowledgement arrived), 0 when it must wait —
+// ibstack_qp_handshake_events says for what — or -errno: -ECONNRESET when
+// the peer closed, -EPROTO for a foreign protocol (a msgr2/msgr1 banner:
+// ms_type mismatch) or a malformed record (bytes shown escaped), -EINVAL
+// from RTR validation. The first call fixes the role; errors are final.
+int ibstack_qp_handshake_step(const struct ibstack_qp *qp, int fd, uint32_t role);
+
+// The poll(2) events the pending handshake step waits for (POLLIN or
+// POLLOUT), 0 when none is pending.
+int ibstack_qp_handshake_events(const struct ibstack_qp *qp);
+
+// Runs the whole handshake on `fd` (blocking or not), waiting up to
+// `timeout_ms` (-1 = forever; -ETIMEDOUT names the stage). Errors as
+// ibstack_qp_handshake_step. Returns 0 when connected.
+int ibstack_qp_handshake(const struct ibstack_qp *qp, int fd, uint32_t role, int timeout_ms);
+
+// Posts `n` TX chunks as signaled SENDs (one SGE of ibstack_chunk_offset
+// bytes each, wr_id = the chunk) in one ibv_post_send. `*posted` (may be
+// NULL) receives how many were accepted: those now belong to the dispatcher,
+// which returns them to the TX pool when they complete; the others are still
+// the caller's. Errors: -ENOTCONN before RTS, -EPIPE after to_dead, -EINVAL
+// for a chunk not from the TX pool, else ibv_post_send's return value (never
+// errno).
+int ibstack_qp_post_send(const struct ibstack_qp *qp,
+                         struct ibstack_chunk *const *chunks,
+                         size_t n,
+                         size_t *posted);
+
+// Posts the zero-length close SEND (Ceph's fin; the peer sees a receive of 0
+// bytes). Once per QP; later calls return 0. Errors as ibstack_qp_post_send.
+int ibstack_qp_post_fin(const struct ibstack_qp *qp);
+
+// Why the QP faulted (completion error, async event), with the string
+// convention of ibstack_last_error_message; 0 and "" when it is healthy.
+int ibstack_qp_fault_message(const struct ibstack_qp *qp, char *buf, size_t len);
+
+// Signaled sends (data and close) posted and not yet completed.
+uint32_t ibstack_qp_tx_outstanding(const struct ibstack_qp *qp);
+
+// Encodes `meta` as the 65-byte wire record (NUL included) into `buf`,
+// which must hold 65 bytes.
+int ibstack_cm_meta_encode(const struct ibstack_cm_meta *meta, char *buf, size_t len);
+
+// Decodes and strictly checks one wire record of exactly 65 bytes. -EPROTO
+// for anything else, naming a msgr2/msgr1 banner (transport mismatch) or
+// showing the bytes escaped.
+int ibstack_cm_meta_decode(const char *buf, size_t len, struct ibstack_cm_meta *out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -18,7 +18,7 @@ use std::sync::Arc;
 /// Thread safety: every function may be called from any thread concurrently;
 /// getting and returning chunks takes no process-wide lock.
 pub struct ibstack_mem_mgr {
-    inner: MemoryManager,
+    pub(crate) inner: Arc<MemoryManager>,
     _ib: Arc<Ib>,
 }
 
@@ -44,12 +44,14 @@ pub unsafe extern "C" fn ibstack_mem_mgr_new(ib: *const ibstack_ib, out: *mut *m
         let reg = Arc::new(VerbsRegistrar::new(ib.pd().clone()));
         let inner = MemoryManager::new(ib.config(), ib.tx_queue_len(), reg)?;
         // SAFETY: out checked non-NULL.
-        unsafe { handle::give(out, ibstack_mem_mgr { inner, _ib: ib }) };
+        unsafe { handle::give(out, ibstack_mem_mgr { inner: Arc::new(inner), _ib: ib }) };
         Ok(0)
     })
 }
 
-/// Deregisters and frees both pools. Chunks still handed out become invalid.
+/// Releases the caller's reference: the pools are deregistered and freed
+/// when no dispatcher uses them any more (an ibstack_dispatcher keeps them
+/// until it is freed). Chunks still handed out then become invalid.
 /// NULL is a no-op.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_mem_mgr_free(mm: *mut ibstack_mem_mgr) {
@@ -197,7 +199,7 @@ pub unsafe extern "C" fn ibstack_mem_mgr_stats_json(mm: *const ibstack_mem_mgr, 
 ///
 /// # Safety
 /// `c` must be NULL or a chunk handed out by a live pool.
-unsafe fn chunk<'a>(c: *const ibstack_chunk) -> crate::Result<&'a Chunk> {
+pub(crate) unsafe fn chunk<'a>(c: *const ibstack_chunk) -> crate::Result<&'a Chunk> {
     // SAFETY: forwarded from the caller.
     unsafe { handle::borrow(from_opaque::<_, Chunk>(c), "chunk") }
 }

@@ -4,7 +4,10 @@
 #![allow(non_camel_case_types)]
 
 pub mod config;
+pub mod cq;
 pub mod device;
+pub mod dispatcher;
 pub mod global;
 pub mod ib;
 pub mod mem;
+pub mod qp;

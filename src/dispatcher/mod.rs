@@ -243,6 +243,20 @@ impl Dispatcher {
         n
     }
 
+    /// Completions polled by the host itself from the TX CQ; returns the
+    /// number of TX chunks given back.
+    pub fn handle_tx_completions(&self, wcs: &[Wc]) -> usize {
+        let _g = self.poll_lock.lock();
+        self.handle_tx(wcs)
+    }
+
+    /// Completions polled by the host itself from the RX CQ; what the host
+    /// must see comes out of the next `poll`.
+    pub fn handle_rx_completions(&self, wcs: &[Wc]) {
+        let _g = self.poll_lock.lock();
+        self.handle_rx(wcs)
+    }
+
     /// Completions waiting for the host.
     pub fn ready_count(&self) -> usize {
         self.ready.lock().len()

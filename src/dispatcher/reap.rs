@@ -83,10 +83,11 @@ impl Dispatcher {
             } else if let Some(t) = qp.dead_for() {
                 if t >= STUCK_AFTER && t < STUCK_AFTER + Duration::from_millis(50) {
                     log::warn!(
-                        "QP {} has been draining for {t:?}: beacon {:?}, {} send(s) outstanding, {} receive buffer(s) \
-                         still posted to its RQ",
+                        "QP {} has been draining for {t:?}: beacon {:?}, last WQE event {}, {} send(s) outstanding, \
+                         {} receive buffer(s) still posted to its RQ",
                         qp.qp_num(),
                         qp.beacon(),
+                        if qp.last_wqe_reached() { "seen" } else { "not seen" },
                         qp.tx_outstanding(),
                         qp.rx_posted()
                     );
