@@ -171,6 +171,81 @@ typedef struct ibstack_async_event {
     uint32_t reserved;
 } ibstack_async_event;
 
+// A point-in-time copy of [`Counters`] (C name `ibstack_counters`), with
+// Ceph's perf keys as field names. Field order is frozen: it is the C
+// layout (append only). Written out here, not by the macro, so cbindgen sees
+// it; `Counters::snapshot` fails to compile if the two lists differ.
+typedef struct ibstack_counters {
+    // Gauge: 1 while the dispatcher busy-polls, 0 while it sleeps in poll().
+    uint64_t polling;
+    // Gauge: TX chunks handed out and not yet completed.
+    uint64_t inflight_tx_chunks;
+    // Gauge: RX buffers held by sockets (+n per RX batch, −1 per returned chunk).
+    uint64_t rx_bufs_in_use;
+    // Gauge: RX pool size in buffers.
+    uint64_t rx_bufs_total;
+    // TX completions polled.
+    uint64_t tx_total_wc;
+    // TX completions with an error status (Ceph registers but never moves it).
+    uint64_t tx_total_wc_errors;
+    // TX completions with `IBV_WC_RETRY_EXC_ERR`.
+    uint64_t tx_retry_errors;
+    // TX completions with `IBV_WC_WR_FLUSH_ERR` (normal during teardown).
+    uint64_t tx_wr_flush_errors;
+    // RX completions polled.
+    uint64_t rx_total_wc;
+    // RX completions with a non-success status (flushes included).
+    uint64_t rx_total_wc_errors;
+    // Zero-length receives: the peer closed the connection.
+    uint64_t rx_fin;
+    // cm_meta handshake send/receive failures.
+    uint64_t handshake_errors;
+    // Device async events read.
+    uint64_t total_async_events;
+    // `IBV_EVENT_QP_LAST_WQE_REACHED` async events.
+    uint64_t async_last_wqe_events;
+    // Queue pairs created.
+    uint64_t created_queue_pair;
+    // Gauge: queue pairs created and not yet destroyed.
+    uint64_t active_queue_pair;
+    // Copy attempts that obtained no TX chunk.
+    uint64_t tx_no_mem;
+    // Submits that could post only part of the pending data (sic, Ceph's key).
+    uint64_t tx_parital_mem;
+    // Failed `ibv_post_send` for data or fin.
+    uint64_t tx_failed_post;
+    // Send work requests posted.
+    uint64_t tx_chunks;
+    // Bytes posted for sending.
+    uint64_t tx_bytes;
+    // Receive completions consumed by sockets.
+    uint64_t rx_chunks;
+    // Bytes copied out of receive buffers to the caller.
+    uint64_t rx_bytes;
+    // Gauge: sockets waiting for TX chunks.
+    uint64_t pending_sent_conns;
+    // Beacons posted when moving a queue pair to the error state.
+    uint64_t beacons_posted;
+    // Beacons not posted because the queue pair never reached RTS (retired without one).
+    uint64_t beacons_skipped;
+    // Queue pairs destroyed successfully.
+    uint64_t qp_destroyed;
+    // `ibv_destroy_qp` failures.
+    uint64_t qp_destroy_errors;
+    // Queue pairs moved to the fault path (error completion, fatal event, failed post).
+    uint64_t qp_faults;
+    // Failed `ibv_post_recv` / `ibv_post_srq_recv` calls.
+    uint64_t rx_post_errors;
+    // Gauge: receive buffers that could not be posted and are owed to the receive queue.
+    uint64_t rx_post_backlog;
+    // `IBV_EVENT_QP_FATAL` (and other per-QP error) async events.
+    uint64_t async_qp_fatal;
+    // `IBV_EVENT_CQ_ERR` async events.
+    uint64_t async_cq_err;
+    // `IBV_EVENT_DEVICE_FATAL` async events.
+    uint64_t async_device_fatal;
+} ibstack_counters;
+
 // Log callback. `level`: 1 = error, 2 = warn, 3 = info, 4 = debug, 5 = trace.
 // `target` (the Rust module, e.g. "ibstack::ib") and `msg` are NUL-terminated
 // and also passed with their lengths; both are valid only during the call.
@@ -412,7 +487,7 @@ const char *ibstack_async_event_str(uint32_t event_type);
 int ibstack_dispatcher_qp_count(const struct ibstack_dispatcher *d);
 
 // Ceph's perf counters (l_msgr_rdma_*) plus ibstack's own, gauges computed now.
-int ibstack_dispatcher_counters(const struct ibstack_dispatcher *d, ibstack_counters *out);
+int ibstack_dispatcher_counters(const struct ibstack_dispatcher *d, struct ibstack_counters *out);
 
 // The counters as JSON, grouped like `ceph daemon … perf dump`
 // ("AsyncMessenger::RDMADispatcher", "AsyncMessenger::RDMAWorker",

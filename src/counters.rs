@@ -5,30 +5,23 @@
 //! `ibstack_counters` and dumped as JSON in the layout of `ceph daemon … perf
 //! dump` (logger name → key → value), so existing dashboards keep working.
 //!
-//! The keys and their order come from one list in the `counters!` invocation
-//! below; the struct field order is part of the C ABI and must not change
-//! (append only).
+//! The keys and their order are the fields of [`CountersSnapshot`] (the C
+//! ABI: append only); the `counters!` invocation repeats the names grouped by
+//! logger, and the compiler rejects any difference between the two.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-/// Declares [`Counters`], [`CountersSnapshot`] and the JSON dump from a single
-/// list of `"logger name" { /// doc  key, … }` sections.
+/// Declares [`Counters`], the snapshot and the JSON dump from a list of
+/// `"logger name" { key, … }` sections.
 macro_rules! counters {
-    ($( $section:literal { $( $(#[doc = $doc:literal])* $name:ident, )* } )*) => {
+    ($( $section:literal { $( $name:ident, )* } )*) => {
         /// Live perf counters; update through [`Counters::add`], [`Counters::sub`]
         /// and [`Counters::set`].
         #[derive(Default)]
+        /// (One field per [`CountersSnapshot`] field; see there for meanings.)
         pub struct Counters {
-            $($( $(#[doc = $doc])* pub $name: AtomicU64, )*)*
-        }
-
-        /// A point-in-time copy of [`Counters`] (C name `ibstack_counters`).
-        /// Field order is frozen: it is the C layout.
-        #[repr(C)]
-        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-        pub struct CountersSnapshot {
-            $($( $(#[doc = $doc])* pub $name: u64, )*)*
+            $($( pub $name: AtomicU64, )*)*
         }
 
         impl Counters {
@@ -64,81 +57,90 @@ macro_rules! counters {
     };
 }
 
+/// A point-in-time copy of [`Counters`] (C name `ibstack_counters`), with
+/// Ceph's perf keys as field names. Field order is frozen: it is the C
+/// layout (append only). Written out here, not by the macro, so cbindgen sees
+/// it; `Counters::snapshot` fails to compile if the two lists differ.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CountersSnapshot {
+    // ---- logger "AsyncMessenger::RDMADispatcher"
+    /// Gauge: 1 while the dispatcher busy-polls, 0 while it sleeps in poll().
+    pub polling: u64,
+    /// Gauge: TX chunks handed out and not yet completed.
+    pub inflight_tx_chunks: u64,
+    /// Gauge: RX buffers held by sockets (+n per RX batch, −1 per returned chunk).
+    pub rx_bufs_in_use: u64,
+    /// Gauge: RX pool size in buffers.
+    pub rx_bufs_total: u64,
+    /// TX completions polled.
+    pub tx_total_wc: u64,
+    /// TX completions with an error status (Ceph registers but never moves it).
+    pub tx_total_wc_errors: u64,
+    /// TX completions with `IBV_WC_RETRY_EXC_ERR`.
+    pub tx_retry_errors: u64,
+    /// TX completions with `IBV_WC_WR_FLUSH_ERR` (normal during teardown).
+    pub tx_wr_flush_errors: u64,
+    /// RX completions polled.
+    pub rx_total_wc: u64,
+    /// RX completions with a non-success status (flushes included).
+    pub rx_total_wc_errors: u64,
+    /// Zero-length receives: the peer closed the connection.
+    pub rx_fin: u64,
+    /// cm_meta handshake send/receive failures.
+    pub handshake_errors: u64,
+    /// Device async events read.
+    pub total_async_events: u64,
+    /// `IBV_EVENT_QP_LAST_WQE_REACHED` async events.
+    pub async_last_wqe_events: u64,
+    /// Queue pairs created.
+    pub created_queue_pair: u64,
+    /// Gauge: queue pairs created and not yet destroyed.
+    pub active_queue_pair: u64,
+    // ---- logger "AsyncMessenger::RDMAWorker"
+    /// Copy attempts that obtained no TX chunk.
+    pub tx_no_mem: u64,
+    /// Submits that could post only part of the pending data (sic, Ceph's key).
+    pub tx_parital_mem: u64,
+    /// Failed `ibv_post_send` for data or fin.
+    pub tx_failed_post: u64,
+    /// Send work requests posted.
+    pub tx_chunks: u64,
+    /// Bytes posted for sending.
+    pub tx_bytes: u64,
+    /// Receive completions consumed by sockets.
+    pub rx_chunks: u64,
+    /// Bytes copied out of receive buffers to the caller.
+    pub rx_bytes: u64,
+    /// Gauge: sockets waiting for TX chunks.
+    pub pending_sent_conns: u64,
+    // ---- logger "ibstack"
+    /// Beacons posted when moving a queue pair to the error state.
+    pub beacons_posted: u64,
+    /// Beacons not posted because the queue pair never reached RTS (retired without one).
+    pub beacons_skipped: u64,
+    /// Queue pairs destroyed successfully.
+    pub qp_destroyed: u64,
+    /// `ibv_destroy_qp` failures.
+    pub qp_destroy_errors: u64,
+    /// Queue pairs moved to the fault path (error completion, fatal event, failed post).
+    pub qp_faults: u64,
+    /// Failed `ibv_post_recv` / `ibv_post_srq_recv` calls.
+    pub rx_post_errors: u64,
+    /// Gauge: receive buffers that could not be posted and are owed to the receive queue.
+    pub rx_post_backlog: u64,
+    /// `IBV_EVENT_QP_FATAL` (and other per-QP error) async events.
+    pub async_qp_fatal: u64,
+    /// `IBV_EVENT_CQ_ERR` async events.
+    pub async_cq_err: u64,
+    /// `IBV_EVENT_DEVICE_FATAL` async events.
+    pub async_device_fatal: u64,
+}
+
 counters! {
-    "AsyncMessenger::RDMADispatcher" {
-        /// Gauge: 1 while the dispatcher busy-polls, 0 while it sleeps in poll().
-        polling,
-        /// Gauge: TX chunks handed out and not yet completed.
-        inflight_tx_chunks,
-        /// Gauge: RX buffers held by sockets (+n per RX batch, −1 per returned chunk).
-        rx_bufs_in_use,
-        /// Gauge: RX pool size in buffers.
-        rx_bufs_total,
-        /// TX completions polled.
-        tx_total_wc,
-        /// TX completions with an error status (Ceph registers but never moves it).
-        tx_total_wc_errors,
-        /// TX completions with `IBV_WC_RETRY_EXC_ERR`.
-        tx_retry_errors,
-        /// TX completions with `IBV_WC_WR_FLUSH_ERR` (normal during teardown).
-        tx_wr_flush_errors,
-        /// RX completions polled.
-        rx_total_wc,
-        /// RX completions with a non-success status (flushes included).
-        rx_total_wc_errors,
-        /// Zero-length receives: the peer closed the connection.
-        rx_fin,
-        /// cm_meta handshake send/receive failures.
-        handshake_errors,
-        /// Device async events read.
-        total_async_events,
-        /// `IBV_EVENT_QP_LAST_WQE_REACHED` async events.
-        async_last_wqe_events,
-        /// Queue pairs created.
-        created_queue_pair,
-        /// Gauge: queue pairs created and not yet destroyed.
-        active_queue_pair,
-    }
-    "AsyncMessenger::RDMAWorker" {
-        /// Copy attempts that obtained no TX chunk.
-        tx_no_mem,
-        /// Submits that could post only part of the pending data (sic, Ceph's key).
-        tx_parital_mem,
-        /// Failed `ibv_post_send` for data or fin.
-        tx_failed_post,
-        /// Send work requests posted.
-        tx_chunks,
-        /// Bytes posted for sending.
-        tx_bytes,
-        /// Receive completions consumed by sockets.
-        rx_chunks,
-        /// Bytes copied out of receive buffers to the caller.
-        rx_bytes,
-        /// Gauge: sockets waiting for TX chunks.
-        pending_sent_conns,
-    }
-    "ibstack" {
-        /// Beacons posted when moving a queue pair to the error state.
-        beacons_posted,
-        /// Beacons not posted because the queue pair never reached RTS (retired without one).
-        beacons_skipped,
-        /// Queue pairs destroyed successfully.
-        qp_destroyed,
-        /// `ibv_destroy_qp` failures.
-        qp_destroy_errors,
-        /// Queue pairs moved to the fault path (error completion, fatal event, failed post).
-        qp_faults,
-        /// Failed `ibv_post_recv` / `ibv_post_srq_recv` calls.
-        rx_post_errors,
-        /// Gauge: receive buffers that could not be posted and are owed to the receive queue.
-        rx_post_backlog,
-        /// `IBV_EVENT_QP_FATAL` (and other per-QP error) async events.
-        async_qp_fatal,
-        /// `IBV_EVENT_CQ_ERR` async events.
-        async_cq_err,
-        /// `IBV_EVENT_DEVICE_FATAL` async events.
-        async_device_fatal,
-    }
+    "AsyncMessenger::RDMADispatcher" { polling, inflight_tx_chunks, rx_bufs_in_use, rx_bufs_total, tx_total_wc, tx_total_wc_errors, tx_retry_errors, tx_wr_flush_errors, rx_total_wc, rx_total_wc_errors, rx_fin, handshake_errors, total_async_events, async_last_wqe_events, created_queue_pair, active_queue_pair, }
+    "AsyncMessenger::RDMAWorker" { tx_no_mem, tx_parital_mem, tx_failed_post, tx_chunks, tx_bytes, rx_chunks, rx_bytes, pending_sent_conns, }
+    "ibstack" { beacons_posted, beacons_skipped, qp_destroyed, qp_destroy_errors, qp_faults, rx_post_errors, rx_post_backlog, async_qp_fatal, async_cq_err, async_device_fatal, }
 }
 
 const _: () = assert!(std::mem::size_of::<CountersSnapshot>() == 34 * 8);
