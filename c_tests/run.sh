@@ -66,6 +66,11 @@ elif [ "$mode" = vm ]; then
         run "test_mem_rxe ($v, 64 huge pages reserved)" "$build/test_mem_rxe.$v" expect-huge
         echo 0 > /proc/sys/vm/nr_hugepages
     done
+    # queue pairs: the shared library for every scenario, the static one for one
+    for q in srq nosrq; do
+        for s in one two kill; do run "test_qp_rxe $s $q (so)" "$build/test_qp_rxe.so" $s $q; done
+    done
+    run "test_qp_rxe two srq (a)" "$build/test_qp_rxe.a" two srq
 else
     echo "usage: $0 host|vm BUILD STAGE" >&2; exit 2
 fi
