@@ -218,9 +218,9 @@ typedef struct ibstack_counters {
     uint64_t tx_chunks;
     // Bytes posted for sending.
     uint64_t tx_bytes;
-    // Receive completions consumed by sockets.
+    // Successful receive completions handed to the host or a connection.
     uint64_t rx_chunks;
-    // Bytes copied out of receive buffers to the caller.
+    // Bytes in those receive completions.
     uint64_t rx_bytes;
     // Gauge: sockets waiting for TX chunks.
     uint64_t pending_sent_conns;

@@ -108,9 +108,9 @@ pub struct CountersSnapshot {
     pub tx_chunks: u64,
     /// Bytes posted for sending.
     pub tx_bytes: u64,
-    /// Receive completions consumed by sockets.
+    /// Successful receive completions handed to the host or a connection.
     pub rx_chunks: u64,
-    /// Bytes copied out of receive buffers to the caller.
+    /// Bytes in those receive completions.
     pub rx_bytes: u64,
     /// Gauge: sockets waiting for TX chunks.
     pub pending_sent_conns: u64,

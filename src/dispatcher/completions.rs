@@ -136,6 +136,8 @@ impl Dispatcher {
                     self.replenish(Some(q));
                 }
                 chunk.prepare_read(w.byte_len);
+                c.rx_chunks.fetch_add(1, Relaxed);
+                c.rx_bytes.fetch_add(w.byte_len as u64, Relaxed);
                 if w.byte_len == 0 {
                     c.rx_fin.fetch_add(1, Relaxed);
                     self.env.history.record(w.qp_num, QpEvent::Fin, "peer's close SEND received");

@@ -30,6 +30,9 @@ use std::time::Instant;
 /// Completions polled per CQ per iteration (Ceph's MAX_COMPLETIONS).
 pub const MAX_COMPLETIONS: usize = 32;
 
+/// Owner tag of RX chunks posted to the SRQ (a QP number cannot be this).
+pub(crate) const SRQ_OWNER: u32 = u32::MAX;
+
 /// What the dispatcher's QPs share: device, pools, CQs, SRQ, counters, history.
 pub struct Env {
     pub ib: Arc<Ib>,
@@ -43,6 +46,20 @@ pub struct Env {
     pub(crate) rx_posted: AtomicU64,
     /// Receive buffers owed to the SRQ.
     pub(crate) srq_backlog: AtomicU64,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // No QP is left (each holds this Env): the buffers still posted to
+        // the SRQ go back to the pool before the SRQ is destroyed.
+        if self.srq.is_some() {
+            for c in self.mem.rx.in_use_where(|c| c.qp() == SRQ_OWNER) {
+                if let Err(e) = self.mem.rx.release(c) {
+                    log::error!("returning an SRQ buffer at teardown: {e}");
+                }
+            }
+        }
+    }
 }
 
 #[derive(Default)]

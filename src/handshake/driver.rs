@@ -120,7 +120,12 @@ impl Handshake {
                     return Ok(Some(Progress::WantWrite));
                 }
                 let next = *next;
-                hist.record(qp.qp_num(), QpEvent::RecordSent, &format!("{next:?}"));
+                let which = match next {
+                    Next::AwaitReply => "#1 (connector's, peer_qpn 0)",
+                    Next::AwaitAck => "#2 (acceptor's reply)",
+                    Next::Finished => "#3 (connector's ack)",
+                };
+                hist.record(qp.qp_num(), QpEvent::RecordSent, which);
                 self.stage = match next {
                     Next::AwaitReply => Stage::Recv(RecordReader::new(), Expect::Reply),
                     Next::AwaitAck => Stage::Recv(RecordReader::new(), Expect::Ack),
@@ -131,7 +136,12 @@ impl Handshake {
             Stage::Recv(r, expect) => {
                 let Some(m) = r.poll(fd)? else { return Ok(Some(Progress::WantRead)) };
                 let expect = *expect;
-                hist.record(qp.qp_num(), QpEvent::RecordReceived, &m.describe());
+                let which = match expect {
+                    Expect::Syn => "#1",
+                    Expect::Reply => "#2",
+                    Expect::Ack => "#3",
+                };
+                hist.record(qp.qp_num(), QpEvent::RecordReceived, &format!("{which}: {}", m.describe()));
                 self.stage = self.on_record(qp, expect, m)?;
                 Ok(None)
             }

@@ -210,6 +210,14 @@ impl RxPool {
     fn published(&self) -> impl Iterator<Item = &Block> {
         self.blocks[..self.block_count()].iter().filter_map(|b| b.get())
     }
+    /// The chunks in use that satisfy `f`.
+    pub(crate) fn in_use_where(&self, f: impl Fn(&Chunk) -> bool) -> Vec<*const Chunk> {
+        self.published()
+            .flat_map(|b| b.chunks.iter())
+            .filter(|c| c.is_in_use() && f(c))
+            .map(|c| c as *const Chunk)
+            .collect()
+    }
     pub fn in_use(&self) -> usize {
         self.published().map(|b| b.chunks.iter().filter(|c| c.is_in_use()).count()).sum()
     }
