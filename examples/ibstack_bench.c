@@ -24,6 +24,9 @@
  *                    -o ms_async_rdma_device_name=rxe0 -o ms_async_rdma_gid_idx=1
  *   --wait spin|poll on -EAGAIN retry at once (spin, the default) or sleep in
  *                    epoll_wait on ibstack_conn_fd (edge-triggered)
+ *   --drive thread|host  the stack's own polling thread does the polling (thread,
+ *                    the default), or this program's single thread drives it with
+ *                    ibstack_stack_poll while it spins (host; implies --wait spin)
  *   --timeout S      give up when one operation makes no progress for S seconds
  *                    (default 60); also bounds the handshake and accept
  *   --verify         check every received byte (costs CPU; not for timing)
@@ -64,6 +67,7 @@ struct options {
     uint32_t iters;
     long warmup; /* -1: default */
     enum wait_kind wait;
+    int host_drive;
     double timeout_s;
     int verify;
     unsigned count;
@@ -72,6 +76,7 @@ struct options {
 };
 
 static struct options opt;
+static ibstack_stack *g_stack; /* polled by this thread with --drive host */
 static int epfd = -1;           /* epoll set holding the current conn fd (--wait poll) */
 static unsigned long stalls;    /* epoll_wait timeouts: a wakeup that never came */
 
@@ -109,7 +114,14 @@ struct waiter {
 
 static int wait_conn(struct waiter *w) {
     if (w->since == 0) w->since = now_s();
-    if (opt.wait == WAIT_SPIN) {
+    if (opt.host_drive) {
+        int r = ibstack_stack_poll(g_stack);
+        if (r < 0) {
+            last_error("ibstack_stack_poll", r);
+            return r;
+        }
+        if ((++w->spins & 1023) != 0) return 0;
+    } else if (opt.wait == WAIT_SPIN) {
         if ((++w->spins & 1023) != 0) return 0;
     } else {
         struct epoll_event ev;
@@ -294,6 +306,11 @@ static ibstack_stack *make_stack(void) {
         last_error("ibstack_config_new", rc);
         return NULL;
     }
+    if (opt.host_drive && (rc = ibstack_config_set(cfg, "ibstack_stack_thread", "false")) != 0) {
+        last_error("ibstack_config_set(ibstack_stack_thread)", rc);
+        ibstack_config_free(cfg);
+        return NULL;
+    }
     for (int i = 0; i < opt.nkv; i++) {
         char *eq = strchr(opt.kv[i], '=');
         *eq = '\0';
@@ -409,6 +426,15 @@ static int run_server(ibstack_stack *stack) {
                 ret = -1;
                 break;
             }
+            if (opt.host_drive) {
+                int r = ibstack_stack_poll(stack);
+                if (r < 0) {
+                    last_error("ibstack_stack_poll", r);
+                    ret = -1;
+                    break;
+                }
+                continue;
+            }
             struct pollfd p = {.fd = lfd, .events = POLLIN};
             if (poll(&p, 1, 1000) < 0 && errno != EINTR) {
                 perror("ibstack_bench: poll(listener fd)");
@@ -520,7 +546,7 @@ out:
 
 static void usage(void) {
     fprintf(stderr,
-            "usage: ibstack_bench server <ip> <port> [-o key=value]... [--wait spin|poll] [--timeout S]\n"
+            "usage: ibstack_bench server <ip> <port> [-o key=value]... [--wait spin|poll] [--drive thread|host] [--timeout S]\n"
             "                     [--verify] [--count N]\n"
             "       ibstack_bench client <ip> <port> --mode bw|lat --size N[K|M] --iters N [--warmup N]\n"
             "                     [-o key=value]... [--wait spin|poll] [--timeout S] [--verify]\n");
@@ -575,6 +601,10 @@ int main(int argc, char **argv) {
             if (!strcmp(v, "spin")) opt.wait = WAIT_SPIN;
             else if (!strcmp(v, "poll")) opt.wait = WAIT_POLL;
             else usage();
+        } else if (!strcmp(a, "--drive")) {
+            if (!strcmp(v, "thread")) opt.host_drive = 0;
+            else if (!strcmp(v, "host")) opt.host_drive = 1;
+            else usage();
         } else if (!strcmp(a, "--size")) {
             opt.size = (size_t)parse_num("size", v, 1u << 30);
         } else if (!strcmp(a, "--iters")) {
@@ -594,8 +624,10 @@ int main(int argc, char **argv) {
         usage();
     }
 
+    if (opt.host_drive) opt.wait = WAIT_SPIN;
     ibstack_stack *stack = make_stack();
     if (!stack) return 1;
+    g_stack = stack;
     int rc = opt.server ? run_server(stack) : run_client(stack);
     if (epfd >= 0) close(epfd);
     ibstack_stack_free(stack);

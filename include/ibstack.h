@@ -820,9 +820,10 @@ void ibstack_stack_free(struct ibstack_stack *stack);
 int ibstack_stack_fd(const struct ibstack_stack *stack);
 
 // With ibstack_stack_thread = false: runs the polling loop until idle (CQs,
-// handshakes, drains) and re-arms, so ibstack_stack_fd fires on new work.
-// Call it when that fd is readable and after your own sends. -EINVAL when
-// the stack has its own thread.
+// handshakes, drains). Returns 1 while within ms_async_rdma_polling_us of
+// the last activity (busy-polling: call it again soon, do not sleep on the
+// fd), or 0 once it armed the CQs: ibstack_stack_fd will fire on new work
+// and the caller may sleep on it. -EINVAL when the stack has its own thread.
 int ibstack_stack_poll(struct ibstack_stack *stack);
 
 // Counters as JSON (see ibstack_dispatcher_counters_json).

@@ -80,15 +80,13 @@ pub unsafe extern "C" fn ibstack_stack_fd(stack: *const ibstack_stack) -> c_int 
 }
 
 /// With ibstack_stack_thread = false: runs the polling loop until idle (CQs,
-/// handshakes, drains) and re-arms, so ibstack_stack_fd fires on new work.
-/// Call it when that fd is readable and after your own sends. -EINVAL when
-/// the stack has its own thread.
+/// handshakes, drains). Returns 1 while within ms_async_rdma_polling_us of
+/// the last activity (busy-polling: call it again soon, do not sleep on the
+/// fd), or 0 once it armed the CQs: ibstack_stack_fd will fire on new work
+/// and the caller may sleep on it. -EINVAL when the stack has its own thread.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_poll(stack: *mut ibstack_stack) -> c_int {
-    ffi_boundary!("ibstack_stack_poll", {
-        unsafe { stack_ref(stack) }?.inner.poll()?;
-        Ok(0)
-    })
+    ffi_boundary!("ibstack_stack_poll", { Ok(unsafe { stack_ref(stack) }?.inner.poll()? as c_int) })
 }
 
 /// Counters as JSON (see ibstack_dispatcher_counters_json).

@@ -65,6 +65,9 @@ pub struct Conn {
     st: Mutex<State>,
     send_lock: Mutex<()>,
     parked: AtomicBool,
+    /// The eventfd holds an unread notification (saves a write per event
+    /// and a read per `recv`).
+    signaled: AtomicBool,
     peer: String,
     role: Role,
 }
@@ -95,6 +98,7 @@ impl Conn {
             }),
             send_lock: Mutex::new(()),
             parked: AtomicBool::new(false),
+            signaled: AtomicBool::new(false),
             peer,
             role,
         }))
@@ -110,7 +114,9 @@ impl Conn {
         self.tcp_fd
     }
     pub(super) fn wake(&self) {
-        self.notify.notify();
+        if !self.signaled.swap(true, AcqRel) {
+            self.notify.notify();
+        }
     }
 
     /// 1 connected, 0 handshake pending, or the error.
@@ -378,7 +384,9 @@ impl Conn {
     /// Copies received bytes out in order; after the peer's close SEND,
     /// end-of-stream (ECONNRESET) once everything before it was read.
     pub fn recv(&self, out: &mut [u8]) -> Result<usize> {
-        self.notify.drain();
+        if self.signaled.swap(false, AcqRel) {
+            self.notify.drain();
+        }
         let rx = &self.shared.disp.mem().rx;
         let mut done = Vec::new();
         let mut n = 0;

@@ -35,6 +35,8 @@ const TOKEN_RX_CQ: u64 = TOKEN_BASE + 2;
 const TOKEN_ASYNC: u64 = TOKEN_BASE + 3;
 /// How long the poller sleeps when idle before checking for shutdown.
 const SLEEP_MS: i32 = 100;
+/// While busy, TCP sockets and closing connections are checked this often.
+const FD_CHECK: Duration = Duration::from_micros(200);
 
 pub struct Shared {
     pub(crate) disp: Arc<Dispatcher>,
@@ -48,6 +50,12 @@ pub struct Shared {
     polling: Duration,
     /// Serializes iterations (the thread, or host calls in host-driven mode).
     iter_lock: Mutex<()>,
+    /// Set by `kick`: the next iteration checks the fds even when busy.
+    kicked: AtomicBool,
+    /// Last time the fds were checked during busy polling.
+    last_fd_check: Mutex<Instant>,
+    /// Last iteration that did work (host-driven busy-poll window).
+    last_work: Mutex<Instant>,
 }
 
 pub struct Stack {
@@ -85,6 +93,9 @@ impl Stack {
             max_inflight,
             polling: Duration::from_micros(cfg.polling_us as u64),
             iter_lock: Mutex::new(()),
+            kicked: AtomicBool::new(true),
+            last_fd_check: Mutex::new(Instant::now()),
+            last_work: Mutex::new(Instant::now()),
         });
         let thread = if cfg.stack_thread {
             let s = shared.clone();
@@ -109,18 +120,36 @@ impl Stack {
         self.shared.ep.fd()
     }
 
-    /// Host-driven mode: runs iterations until idle and arms the CQs so the
-    /// fd fires on the next completion. EINVAL when the stack has its thread.
-    pub fn poll(&self) -> Result<()> {
+    /// Host-driven mode: runs iterations until idle. Within
+    /// `ms_async_rdma_polling_us` of the last activity it returns `true`
+    /// ("busy: call again soon", nothing armed); after that it arms the CQs
+    /// and returns `false`: the fd will fire on new work, the caller may sleep.
+    /// EINVAL when the stack has its own thread.
+    pub fn poll(&self) -> Result<bool> {
         if self.shared.threaded {
             return Err(Error::inval(
                 "this stack runs its own polling thread; set ibstack_stack_thread = false to drive it with ibstack_stack_poll",
             ));
         }
+        let sh = &self.shared;
         loop {
-            while self.shared.iterate(true)? {}
-            if !self.shared.disp.arm()? {
-                return Ok(());
+            let mut worked = false;
+            while sh.iterate(true)? {
+                worked = true;
+            }
+            if worked {
+                *sh.last_work.lock() = Instant::now();
+            }
+            if sh.last_work.lock().elapsed() < sh.polling {
+                return Ok(true);
+            }
+            // Going to sleep: look at the fds once more, then arm.
+            sh.kicked.store(true, Release);
+            if sh.iterate(true)? {
+                continue;
+            }
+            if !sh.disp.arm()? {
+                return Ok(false);
             }
         }
     }
@@ -186,12 +215,13 @@ impl Shared {
             c.finish();
             return Err(e);
         }
-        self.wake.notify();
+        self.kick();
         Ok(())
     }
 
     /// Wakes the poller (it may be asleep in epoll).
     pub(super) fn kick(&self) {
+        self.kicked.store(true, Release);
         self.wake.notify();
     }
 
@@ -235,8 +265,21 @@ impl Shared {
         if o.tx_returned > 0 {
             self.wake_pending();
         }
-        let tcp = self.poll_fds(0)?;
-        self.retire_closed();
+        // The TCP sockets (handshakes, EOF) need an epoll_wait syscall: while
+        // completions flow, look at them only every FD_CHECK or when kicked.
+        let mut tcp = 0;
+        let due = self.kicked.swap(false, AcqRel) || {
+            let mut last = self.last_fd_check.lock();
+            let due = last.elapsed() >= FD_CHECK;
+            if due {
+                *last = Instant::now();
+            }
+            due
+        };
+        if due {
+            tcp = self.poll_fds(0)?;
+            self.retire_closed();
+        }
         Ok(!o.idle || o.delivered > 0 || tcp > 0)
     }
 
