@@ -68,6 +68,9 @@ pub struct Conn {
     /// The eventfd holds an unread notification (saves a write per event
     /// and a read per `recv`).
     signaled: AtomicBool,
+    /// The host asked for the eventfd; until then nobody waits on it and
+    /// notifications cost no syscall (hosts that poll `recv` directly).
+    fd_used: AtomicBool,
     peer: String,
     role: Role,
 }
@@ -99,6 +102,7 @@ impl Conn {
             send_lock: Mutex::new(()),
             parked: AtomicBool::new(false),
             signaled: AtomicBool::new(false),
+            fd_used: AtomicBool::new(false),
             peer,
             role,
         }))
@@ -108,13 +112,18 @@ impl Conn {
         self.qp.qp_num()
     }
     pub fn fd(&self) -> RawFd {
+        if !self.fd_used.swap(true, AcqRel) {
+            // Whatever happened before the host looked is pending: make it visible.
+            self.signaled.store(true, Release);
+            self.notify.notify();
+        }
         self.notify.fd()
     }
     pub(super) fn tcp_fd(&self) -> RawFd {
         self.tcp_fd
     }
     pub(super) fn wake(&self) {
-        if !self.signaled.swap(true, AcqRel) {
+        if self.fd_used.load(Acquire) && !self.signaled.swap(true, AcqRel) {
             self.notify.notify();
         }
     }
@@ -384,9 +393,6 @@ impl Conn {
     /// Copies received bytes out in order; after the peer's close SEND,
     /// end-of-stream (ECONNRESET) once everything before it was read.
     pub fn recv(&self, out: &mut [u8]) -> Result<usize> {
-        if self.signaled.swap(false, AcqRel) {
-            self.notify.drain();
-        }
         let rx = &self.shared.disp.mem().rx;
         let mut done = Vec::new();
         let mut n = 0;
@@ -432,14 +438,23 @@ impl Conn {
         let err = st.error.clone();
         drop(st);
         self.shared.disp.release_rx_addrs(&done);
-        if more {
-            self.wake();
-        }
         if n > 0 {
-            Ok(n)
-        } else {
-            Err(err.unwrap_or_else(|| Error::new(libc::EAGAIN, "no data yet")))
+            // The eventfd stays readable while data may remain (level
+            // semantics); it is reset only when recv comes back empty.
+            return Ok(n);
         }
+        if let Some(e) = err {
+            return Err(e);
+        }
+        if !more && self.signaled.swap(false, AcqRel) {
+            self.notify.drain();
+            // Data that arrived before the reset found `signaled` set and did
+            // not write: look again.
+            if !self.st.lock().rx.is_empty() {
+                self.wake();
+            }
+        }
+        Err(Error::new(libc::EAGAIN, "no data yet"))
     }
 
     /// The host is done with the connection: unread data is dropped; if it is
