@@ -24,6 +24,7 @@ pub mod ib;
 pub mod mem;
 pub mod prereq;
 pub mod qp;
+pub mod qpn_map;
 pub mod qp_validate;
 pub mod stack;
 pub mod verbs;

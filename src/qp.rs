@@ -60,6 +60,9 @@ pub struct QueuePair {
     tx_outstanding: AtomicU32,
     fin_posted: AtomicBool,
     last_wqe: AtomicBool,
+    /// First send / first receive already in the history (hot-path shortcut).
+    first_send_seen: AtomicBool,
+    pub(crate) first_recv_seen: AtomicBool,
     dead_since: Mutex<Option<Instant>>,
     pub(crate) env: Arc<Env>,
 }
@@ -100,6 +103,8 @@ impl QueuePair {
             tx_outstanding: AtomicU32::new(0),
             fin_posted: AtomicBool::new(false),
             last_wqe: AtomicBool::new(false),
+            first_send_seen: AtomicBool::new(false),
+            first_recv_seen: AtomicBool::new(false),
             dead_since: Mutex::new(None),
             env: env.clone(),
         });
@@ -328,7 +333,9 @@ impl QueuePair {
             let c = &self.env.counters;
             c.tx_chunks.fetch_add(sent as u64, Relaxed);
             c.tx_bytes.fetch_add(wrs[..sent].iter().map(|w| w.len as u64).sum(), Relaxed);
-            self.env.history.record_once(self.qpn, QpEvent::FirstSend, "");
+            if !self.first_send_seen.swap(true, Relaxed) {
+                self.env.history.record_once(self.qpn, QpEvent::FirstSend, "");
+            }
         }
         r.map_err(|mut pe| {
             pe.err = self.fail(pe.err.clone().context(format_args!("QP {}: posting {} send(s)", self.qpn, wrs.len())));

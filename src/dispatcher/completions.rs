@@ -141,7 +141,7 @@ impl Dispatcher {
                 if w.byte_len == 0 {
                     c.rx_fin.fetch_add(1, Relaxed);
                     self.env.history.record(w.qp_num, QpEvent::Fin, "peer's close SEND received");
-                } else {
+                } else if !q.first_recv_seen.swap(true, Relaxed) {
                     self.env.history.record_once(w.qp_num, QpEvent::FirstRecv, "");
                 }
                 self.ready.lock().push_back(*w);

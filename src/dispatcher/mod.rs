@@ -22,7 +22,7 @@ use crate::mem::MemoryManager;
 use crate::qp::QueuePair;
 use crate::verbs::{AsyncEvent, Cq, Srq, Wc};
 use parking_lot::Mutex;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering::*};
 use std::sync::Arc;
 use std::time::Instant;
@@ -65,7 +65,7 @@ impl Drop for Env {
 #[derive(Default)]
 struct Registry {
     /// Every QP not yet destroyed, live or draining, by QP number.
-    qps: HashMap<u32, Arc<QueuePair>>,
+    qps: crate::qpn_map::QpnMap<Arc<QueuePair>>,
     /// QPs that went through `to_dead` and wait for their drain to finish.
     dying: Vec<Arc<QueuePair>>,
 }

@@ -12,9 +12,14 @@ thread_local! {
 /// name, and log it at debug level (the caller decides whether it is worth
 /// more).
 pub fn set_last_error(func: &str, err: &Error) {
-    let text = format!("{func}: {}", err.msg);
-    log::debug!("{text} ({})", crate::errno_name(err.errno));
-    LAST_ERROR.with(|m| *m.borrow_mut() = text);
+    use std::fmt::Write;
+    // Reuses the thread's buffer: -EAGAIN in a polling loop costs no allocation here.
+    LAST_ERROR.with(|m| {
+        let mut m = m.borrow_mut();
+        m.clear();
+        let _ = write!(m, "{func}: {}", err.msg);
+        log::debug!("{m} ({})", crate::errno_name(err.errno));
+    });
 }
 
 /// This thread's last error message (empty when no call failed yet).

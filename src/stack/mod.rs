@@ -21,7 +21,6 @@ use conn::Conn;
 use listener::{parse_addr, set_nodelay, tcp_socket, to_sockaddr, Listener};
 use parking_lot::Mutex;
 use poller::{Epoll, EventFd};
-use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::{Arc, Weak};
@@ -42,7 +41,7 @@ pub struct Shared {
     pub(crate) disp: Arc<Dispatcher>,
     pub(crate) ep: Epoll,
     wake: EventFd,
-    conns: Mutex<HashMap<u32, Arc<Conn>>>,
+    conns: Mutex<crate::qpn_map::QpnMap<Arc<Conn>>>,
     pending: Mutex<Vec<Weak<Conn>>>,
     stop: AtomicBool,
     threaded: bool,
@@ -86,7 +85,7 @@ impl Stack {
             disp,
             ep,
             wake,
-            conns: Mutex::new(HashMap::new()),
+            conns: Mutex::new(Default::default()),
             pending: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             threaded: cfg.stack_thread,
