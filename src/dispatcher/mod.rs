@@ -87,7 +87,8 @@ pub struct Dispatcher {
     /// Completions for the host (receives, and errors of live QPs), in order.
     ready: Mutex<VecDeque<Wc>>,
     events: Mutex<VecDeque<AsyncEvent>>,
-    poll_lock: Mutex<()>,
+    /// Serializes polling; holds the completion scratch array.
+    poll_lock: Mutex<Box<[Wc; MAX_COMPLETIONS]>>,
     last_async_check: Mutex<Instant>,
 }
 
@@ -128,7 +129,7 @@ impl Dispatcher {
             reg: Mutex::new(Registry::default()),
             ready: Mutex::new(VecDeque::new()),
             events: Mutex::new(VecDeque::new()),
-            poll_lock: Mutex::new(()),
+            poll_lock: Mutex::new(Box::new([Wc::default(); MAX_COMPLETIONS])),
             last_async_check: Mutex::new(Instant::now()),
         };
         if d.env.srq.is_some() {
@@ -235,10 +236,12 @@ impl Dispatcher {
     /// receives (`wr_id` is the RX chunk, now owned by the caller) and errors
     /// of live QPs (the QP is faulted).
     pub fn poll(&self, out: &mut [Wc]) -> Result<PollOutcome> {
-        let _g = self.poll_lock.lock();
-        let mut o = self.poll_cqs()?;
+        let mut g = self.poll_lock.lock();
+        let mut o = self.poll_cqs(&mut g)?;
         if o.idle {
-            self.reap();
+            if self.dying_count() > 0 {
+                self.reap();
+            }
             self.retry_backlog();
             let mut last = self.last_async_check.lock();
             if last.elapsed().as_micros() as u64 >= self.env.ib.config().polling_us.max(100) as u64 {
@@ -279,11 +282,10 @@ impl Dispatcher {
         self.ready.lock().len()
     }
 
-    fn poll_cqs(&self) -> Result<PollOutcome> {
-        let mut wc = [Wc::default(); MAX_COMPLETIONS];
-        let tx_n = self.env.tx_cq.poll(&mut wc).map_err(|e| e.context("TX CQ"))?;
+    fn poll_cqs(&self, wc: &mut [Wc; MAX_COMPLETIONS]) -> Result<PollOutcome> {
+        let tx_n = self.env.tx_cq.poll(&mut wc[..]).map_err(|e| e.context("TX CQ"))?;
         let tx_returned = if tx_n > 0 { self.handle_tx(&wc[..tx_n]) } else { 0 };
-        let rx_n = self.env.rx_cq.poll(&mut wc).map_err(|e| e.context("RX CQ"))?;
+        let rx_n = self.env.rx_cq.poll(&mut wc[..]).map_err(|e| e.context("RX CQ"))?;
         if rx_n > 0 {
             self.handle_rx(&wc[..rx_n]);
         }
@@ -293,13 +295,13 @@ impl Dispatcher {
     /// Arms both CQs and polls them once more, catching completions that
     /// raced with arming. Returns true when something is ready (do not sleep).
     pub fn arm(&self) -> Result<bool> {
-        let _g = self.poll_lock.lock();
+        let mut g = self.poll_lock.lock();
         if !self.ready.lock().is_empty() {
             return Ok(true);
         }
         self.env.tx_cq.rearm()?;
         self.env.rx_cq.rearm()?;
-        let o = self.poll_cqs()?;
+        let o = self.poll_cqs(&mut g)?;
         Ok(!o.idle || !self.ready.lock().is_empty())
     }
 

@@ -48,7 +48,7 @@ pub struct Shared {
     pub(crate) max_inflight: u32,
     polling: Duration,
     /// Serializes iterations (the thread, or host calls in host-driven mode).
-    iter_lock: Mutex<()>,
+    iter_lock: Mutex<Box<[Wc; 64]>>,
     /// Set by `kick`: the next iteration checks the fds even when busy.
     kicked: AtomicBool,
     /// Last time the fds were checked during busy polling.
@@ -91,7 +91,7 @@ impl Stack {
             threaded: cfg.stack_thread,
             max_inflight,
             polling: Duration::from_micros(cfg.polling_us as u64),
-            iter_lock: Mutex::new(()),
+            iter_lock: Mutex::new(Box::new([Wc::default(); 64])),
             kicked: AtomicBool::new(true),
             last_fd_check: Mutex::new(Instant::now()),
             last_work: Mutex::new(Instant::now()),
@@ -248,9 +248,8 @@ impl Shared {
     /// One pass: completions, TCP events (without waiting), closing
     /// connections. Returns true when anything happened.
     fn iterate(&self, _host: bool) -> Result<bool> {
-        let _g = self.iter_lock.lock();
-        let mut wc = [Wc::default(); 64];
-        let o = self.disp.poll(&mut wc)?;
+        let mut wc = self.iter_lock.lock();
+        let o = self.disp.poll(&mut wc[..])?;
         for w in &wc[..o.delivered] {
             match self.conn(w.qp_num) {
                 Some(c) => c.on_completion(w),

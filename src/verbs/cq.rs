@@ -142,18 +142,22 @@ impl Cq {
     /// Polls up to `out.len()` completions; returns how many were written.
     pub fn poll(&self, out: &mut [Wc]) -> Result<usize> {
         const BATCH: usize = 32;
-        // SAFETY: ibv_wc is plain data; zeroed is a valid value.
-        let mut raw: [sys::ibv_wc; BATCH] = unsafe { std::mem::zeroed() };
+        // Not zeroed (this runs on every poll): the provider writes the
+        // entries it reports and only those are read.
+        let mut raw: std::mem::MaybeUninit<[sys::ibv_wc; BATCH]> = std::mem::MaybeUninit::uninit();
+        let raw_ptr = raw.as_mut_ptr().cast::<sys::ibv_wc>();
         let mut done = 0;
         while done < out.len() {
             let want = (out.len() - done).min(BATCH);
             // SAFETY: cq is live; raw has room for `want` entries.
-            let n = unsafe { sys::ibv_poll_cq(self.cq, want as c_int, raw.as_mut_ptr()) };
+            let n = unsafe { sys::ibv_poll_cq(self.cq, want as c_int, raw_ptr) };
             if n < 0 {
                 // ibv_poll_cq returns a negative value; errno is not specified.
                 return Err(Error::new(libc::EIO, format!("ibv_poll_cq failed (returned {n}): the CQ is in error (overrun?)")));
             }
-            for (dst, w) in out[done..].iter_mut().zip(&raw[..n as usize]) {
+            // SAFETY: the provider initialised the first n entries.
+            let got = unsafe { std::slice::from_raw_parts(raw_ptr, n as usize) };
+            for (dst, w) in out[done..].iter_mut().zip(got) {
                 *dst = Wc {
                     wr_id: w.wr_id,
                     status: w.status,
