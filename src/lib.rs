@@ -14,6 +14,7 @@
 pub mod capi;
 pub mod config;
 pub mod counters;
+pub mod cycles;
 pub mod dispatcher;
 pub mod errno;
 pub mod error;

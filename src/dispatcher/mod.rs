@@ -89,7 +89,7 @@ pub struct Dispatcher {
     events: Mutex<VecDeque<AsyncEvent>>,
     /// Serializes polling; holds the completion scratch array.
     poll_lock: Mutex<Box<[Wc; MAX_COMPLETIONS]>>,
-    last_async_check: Mutex<Instant>,
+    last_async_check: Mutex<crate::cycles::Stamp>,
 }
 
 impl Dispatcher {
@@ -97,6 +97,7 @@ impl Dispatcher {
     /// max_cqe) and, with `ms_async_rdma_support_srq`, the SRQ filled with
     /// rx_queue_len receive buffers.
     pub fn new(ib: Arc<Ib>, mem: Arc<MemoryManager>) -> Result<Dispatcher> {
+        crate::cycles::calibrate();
         let cfg = ib.config();
         let max_cqe = ib.device_attr().max_cqe.max(1) as u32;
         let mut depth = cfg.cq_depth.max(1);
@@ -130,7 +131,7 @@ impl Dispatcher {
             ready: Mutex::new(VecDeque::new()),
             events: Mutex::new(VecDeque::new()),
             poll_lock: Mutex::new(Box::new([Wc::default(); MAX_COMPLETIONS])),
-            last_async_check: Mutex::new(Instant::now()),
+            last_async_check: Mutex::new(crate::cycles::Stamp::now()),
         };
         if d.env.srq.is_some() {
             let want = d.env.ib.rx_queue_len();
@@ -244,8 +245,8 @@ impl Dispatcher {
             }
             self.retry_backlog();
             let mut last = self.last_async_check.lock();
-            if last.elapsed().as_micros() as u64 >= self.env.ib.config().polling_us.max(100) as u64 {
-                *last = Instant::now();
+            if last.elapsed_us() >= self.env.ib.config().polling_us.max(100) as u64 {
+                *last = crate::cycles::Stamp::now();
                 drop(last);
                 self.drain_async_events();
             }

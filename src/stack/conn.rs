@@ -122,8 +122,19 @@ impl Conn {
     pub(super) fn tcp_fd(&self) -> RawFd {
         self.tcp_fd
     }
+    /// New data: make the fd readable (one write while it already is).
     pub(super) fn wake(&self) {
         if self.fd_used.load(Acquire) && !self.signaled.swap(true, AcqRel) {
+            self.notify.notify();
+        }
+    }
+
+    /// A state change the host must see even if it is not reading (TX chunks
+    /// back after -EAGAIN, handshake done, fault): always a new write, so an
+    /// edge-triggered waiter that stopped calling recv gets a new edge.
+    fn wake_always(&self) {
+        if self.fd_used.load(Acquire) {
+            self.signaled.store(true, Release);
             self.notify.notify();
         }
     }
@@ -152,7 +163,7 @@ impl Conn {
             st.error = Some(e.clone());
         }
         self.qp.set_fault(e);
-        self.wake();
+        self.wake_always();
     }
 
     // ------------------------------------------------------------------ TCP side
@@ -220,7 +231,7 @@ impl Conn {
                 st.hs = None;
                 drop(st);
                 log::debug!("connection {} (QP {}): handshake done", self.peer, self.qp_num());
-                self.wake();
+                self.wake_always();
             }
             Ok(_) => {
                 // The connector is RTS once it read record #2, before writing #3.
@@ -294,10 +305,11 @@ impl Conn {
             st.peer_fin = true;
             drop(st);
             self.shared.disp.release_rx_addrs(&[w.wr_id as usize]);
-        } else {
-            st.rx.push_back(RxItem::Data(w.wr_id as usize));
-            drop(st);
+            self.wake_always();
+            return;
         }
+        st.rx.push_back(RxItem::Data(w.wr_id as usize));
+        drop(st);
         self.wake();
     }
 
@@ -325,7 +337,7 @@ impl Conn {
     }
     pub(super) fn unpark(&self) {
         self.parked.store(false, Release);
-        self.wake();
+        self.wake_always();
     }
 
     /// Copies as much of `data` as TX chunks allow into SENDs; returns the

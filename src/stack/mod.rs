@@ -24,7 +24,8 @@ use poller::{Epoll, EventFd};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use crate::cycles::Stamp;
+use std::time::Duration;
 
 // epoll tokens of the stack's own fds; connections use their QP number.
 const TOKEN_BASE: u64 = 1 << 40;
@@ -34,8 +35,8 @@ const TOKEN_RX_CQ: u64 = TOKEN_BASE + 2;
 const TOKEN_ASYNC: u64 = TOKEN_BASE + 3;
 /// How long the poller sleeps when idle before checking for shutdown.
 const SLEEP_MS: i32 = 100;
-/// While busy, TCP sockets and closing connections are checked this often.
-const FD_CHECK: Duration = Duration::from_micros(200);
+/// While busy, TCP sockets and closing connections are checked this often (µs).
+const FD_CHECK_US: u64 = 200;
 
 pub struct Shared {
     pub(crate) disp: Arc<Dispatcher>,
@@ -46,15 +47,16 @@ pub struct Shared {
     stop: AtomicBool,
     threaded: bool,
     pub(crate) max_inflight: u32,
-    polling: Duration,
+    /// ms_async_rdma_polling_us.
+    polling_us: u64,
     /// Serializes iterations (the thread, or host calls in host-driven mode).
     iter_lock: Mutex<Box<[Wc; 64]>>,
     /// Set by `kick`: the next iteration checks the fds even when busy.
     kicked: AtomicBool,
     /// Last time the fds were checked during busy polling.
-    last_fd_check: Mutex<Instant>,
+    last_fd_check: Mutex<Stamp>,
     /// Last iteration that did work (host-driven busy-poll window).
-    last_work: Mutex<Instant>,
+    last_work: Mutex<Stamp>,
 }
 
 pub struct Stack {
@@ -90,11 +92,11 @@ impl Stack {
             stop: AtomicBool::new(false),
             threaded: cfg.stack_thread,
             max_inflight,
-            polling: Duration::from_micros(cfg.polling_us as u64),
+            polling_us: cfg.polling_us as u64,
             iter_lock: Mutex::new(Box::new([Wc::default(); 64])),
             kicked: AtomicBool::new(true),
-            last_fd_check: Mutex::new(Instant::now()),
-            last_work: Mutex::new(Instant::now()),
+            last_fd_check: Mutex::new(Stamp::now()),
+            last_work: Mutex::new(Stamp::now()),
         });
         let thread = if cfg.stack_thread {
             let s = shared.clone();
@@ -137,9 +139,9 @@ impl Stack {
                 worked = true;
             }
             if worked {
-                *sh.last_work.lock() = Instant::now();
+                *sh.last_work.lock() = Stamp::now();
             }
-            if sh.last_work.lock().elapsed() < sh.polling {
+            if sh.last_work.lock().elapsed_us() < sh.polling_us {
                 return Ok(true);
             }
             // Going to sleep: look at the fds once more, then arm.
@@ -268,9 +270,9 @@ impl Shared {
         let mut tcp = 0;
         let due = self.kicked.swap(false, AcqRel) || {
             let mut last = self.last_fd_check.lock();
-            let due = last.elapsed() >= FD_CHECK;
+            let due = last.elapsed_us() >= FD_CHECK_US;
             if due {
-                *last = Instant::now();
+                *last = Stamp::now();
             }
             due
         };
@@ -327,13 +329,13 @@ impl Shared {
     /// the last activity, then arm the CQs and sleep in epoll.
     fn run(self: Arc<Self>) {
         let counters = self.disp.env().counters.clone();
-        let mut last_work = Instant::now();
+        let mut last_work = Stamp::now();
         counters.polling.store(1, Relaxed);
         loop {
             let stopping = self.stop.load(Acquire);
             match self.iterate(false) {
                 Ok(true) => {
-                    last_work = Instant::now();
+                    last_work = Stamp::now();
                     continue;
                 }
                 Ok(false) => {}
@@ -345,7 +347,7 @@ impl Shared {
             if stopping {
                 break;
             }
-            if last_work.elapsed() < self.polling {
+            if last_work.elapsed_us() < self.polling_us {
                 std::hint::spin_loop();
                 continue;
             }
@@ -359,7 +361,7 @@ impl Shared {
                 log::error!("polling thread: {e}");
             }
             counters.polling.store(1, Relaxed);
-            last_work = Instant::now();
+            last_work = Stamp::now();
         }
         counters.polling.store(0, Relaxed);
     }
