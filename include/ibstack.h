@@ -97,6 +97,12 @@ typedef struct ibstack_chunk ibstack_chunk;
 // sets or loads.
 typedef struct ibstack_config ibstack_config;
 
+// One RDMA stream connection: an RC queue pair plus the TCP socket of its
+// handshake. Ownership: ibstack_accept or ibstack_connect /
+// ibstack_conn_close. Thread safety: send, recv and the queries may be
+// called from different threads; do not call close concurrently with them.
+typedef struct ibstack_conn ibstack_conn;
+
 // A completion queue bound to its own non-blocking completion channel.
 // Ownership: either created by ibstack_cq_new and freed by ibstack_cq_free,
 // or borrowed from a dispatcher (ibstack_dispatcher_tx_cq / _rx_cq; never
@@ -127,6 +133,11 @@ typedef struct ibstack_dispatcher ibstack_dispatcher;
 // from any thread concurrently.
 typedef struct ibstack_ib ibstack_ib;
 
+// A TCP listening socket whose connections become RDMA connections.
+// Ownership: ibstack_listen / ibstack_listener_free.
+// Thread safety: accept from one thread at a time.
+typedef struct ibstack_listener ibstack_listener;
+
 // The registered memory pools of one device: a TX cluster of tx_queue_len
 // chunks (one registration, made at creation) and an RX pool that registers
 // blocks on demand up to ms_async_rdma_receive_buffers.
@@ -142,6 +153,17 @@ typedef struct ibstack_mem_mgr ibstack_mem_mgr;
 // Thread safety: sends and queries may come from any thread; drive one
 // handshake from one thread at a time.
 typedef struct ibstack_qp ibstack_qp;
+
+// One device with its pools, completion queues, SRQ and poller (Ceph's
+// RDMAStack + RDMADispatcher). By default a thread named "rdma-polling"
+// polls the CQs (busy-polling ms_async_rdma_polling_us after activity, then
+// sleeping), runs every handshake and the beacon drain; with
+// ibstack_stack_thread = false the host drives it (ibstack_stack_fd,
+// ibstack_stack_poll).
+// Ownership: ibstack_stack_new / ibstack_stack_free. Close every connection
+// and free every listener first (one that outlives the stack keeps it alive).
+// Thread safety: all functions may be called from any thread.
+typedef struct ibstack_stack ibstack_stack;
 
 // One work completion, as C sees it (`ibstack_wc`).
 typedef struct ibstack_wc {
@@ -782,6 +804,102 @@ int ibstack_cm_meta_encode(const struct ibstack_cm_meta *meta, char *buf, size_t
 // for anything else, naming a msgr2/msgr1 banner (transport mismatch) or
 // showing the bytes escaped.
 int ibstack_cm_meta_decode(const char *buf, size_t len, struct ibstack_cm_meta *out);
+
+// Opens the device named by `cfg` (as ibstack_ib_new), registers the pools
+// (as ibstack_mem_mgr_new), creates the CQs and SRQ (as
+// ibstack_dispatcher_new) and starts the poller. Caller owns `*out`.
+int ibstack_stack_new(const struct ibstack_config *cfg, struct ibstack_stack **out);
+
+// Stops the poller, retires every remaining connection (at most 2 s of
+// drain) and frees everything. NULL is a no-op.
+void ibstack_stack_free(struct ibstack_stack *stack);
+
+// With ibstack_stack_thread = false: an epoll fd that becomes readable when
+// ibstack_stack_poll has work (completions, handshake traffic, wake-ups).
+// With the thread it exists too but belongs to the thread: do not wait on it.
+int ibstack_stack_fd(const struct ibstack_stack *stack);
+
+// With ibstack_stack_thread = false: runs the polling loop until idle (CQs,
+// handshakes, drains). Returns 1 while within ms_async_rdma_polling_us of
+// the last activity (busy-polling: call it again soon, do not sleep on the
+// fd), or 0 once it armed the CQs: ibstack_stack_fd will fire on new work
+// and the caller may sleep on it. -EINVAL when the stack has its own thread.
+int ibstack_stack_poll(struct ibstack_stack *stack);
+
+// Counters as JSON (see ibstack_dispatcher_counters_json).
+int ibstack_stack_counters_json(const struct ibstack_stack *stack, char *buf, size_t len);
+
+// QP history as JSON (see ibstack_qp_history_json).
+int ibstack_stack_history_json(const struct ibstack_stack *stack, char *buf, size_t len);
+
+// The stack's pool figures (see ibstack_mem_mgr_stats).
+int ibstack_stack_mem_stats(const struct ibstack_stack *stack, struct ibstack_mem_stats *out);
+
+// Connections not fully torn down (closing ones included).
+int ibstack_stack_conn_count(const struct ibstack_stack *stack);
+
+// QPs not yet destroyed (connections' QPs still draining included).
+int ibstack_stack_qp_count(const struct ibstack_stack *stack);
+
+// Listens on `ip` (IPv4 or IPv6 literal) and `port` (0 = ephemeral, see
+// ibstack_listener_port) with backlog ms_tcp_listen_backlog.
+int ibstack_listen(struct ibstack_stack *stack, const char *ip, uint16_t port, struct ibstack_listener **out);
+
+// The listening socket: readable when a connection waits (for epoll).
+int ibstack_listener_fd(const struct ibstack_listener *listener);
+
+// The port the listener is bound to.
+int ibstack_listener_port(const struct ibstack_listener *listener);
+
+// Accepts one waiting connection and creates its QP now (as Ceph does);
+// the handshake runs in the background: wait for ibstack_conn_fd, then
+// ibstack_conn_is_connected. -EAGAIN when none waits; -ENOBUFS or the verbs
+// errno when the QP cannot be created (the TCP connection is closed).
+int ibstack_accept(struct ibstack_listener *listener, struct ibstack_conn **out);
+
+// Closes the listening socket (connections already accepted are not
+// affected). NULL is a no-op.
+void ibstack_listener_free(struct ibstack_listener *listener);
+
+// Starts a non-blocking TCP connect to `ip`:`port` and creates the QP; the
+// handshake runs in the background (ibstack_conn_fd fires when it is done
+// or failed). Immediate errors: a bad address (-EINVAL), connect(2) errors,
+// QP creation errors.
+int ibstack_connect(struct ibstack_stack *stack, const char *ip, uint16_t port, struct ibstack_conn **out);
+
+// 1 when connected, 0 while the handshake is pending, -errno when the
+// connection failed or faulted (ibstack_conn_error_message says why).
+int ibstack_conn_is_connected(const struct ibstack_conn *conn);
+
+// Why the connection failed, with the string convention of
+// ibstack_last_error_message; 0 and "" while it is healthy.
+size_t ibstack_conn_error_message(const struct ibstack_conn *conn, char *buf, size_t len);
+
+// Copies up to `len` bytes into TX chunks and posts them (a buffer that is
+// exactly a TX chunk owned by the caller is posted without a copy). Returns
+// the bytes accepted (possibly fewer than `len`), -EAGAIN while the
+// handshake is pending or when TX chunks (or this connection's share,
+// ibstack_max_inflight_per_conn) run out — ibstack_conn_fd fires when they
+// come back — or -errno (-EPIPE / -ECONNRESET after a failure).
+ptrdiff_t ibstack_conn_send(struct ibstack_conn *conn, const void *buf, size_t len);
+
+// Copies up to `len` received bytes out, in order. Returns the count,
+// -EAGAIN when nothing is there yet (wait for ibstack_conn_fd), -ECONNRESET
+// at the end of the stream (the peer closed: everything it sent before was
+// returned first) or another -errno after a failure.
+ptrdiff_t ibstack_conn_recv(struct ibstack_conn *conn, void *buf, size_t len);
+
+// An eventfd (Ceph's notify_fd) that becomes readable on new data, on
+// handshake completion, on failure, and when TX chunks come back after
+// -EAGAIN. ibstack_conn_recv resets it; with edge-triggered epoll, call recv
+// until -EAGAIN.
+int ibstack_conn_fd(const struct ibstack_conn *conn);
+
+// Closes the connection and frees the handle: unread data is dropped; a
+// healthy connection sends its zero-length close SEND after the data in
+// flight, and the QP is retired (ERR + beacon) once the peer acknowledged
+// everything (at most 10 s). NULL is a no-op.
+void ibstack_conn_close(struct ibstack_conn *conn);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -164,7 +164,7 @@ const fn spec(
     }
 }
 
-static OPTIONS: [OptionSpec; 22] = [
+static OPTIONS: [OptionSpec; 23] = [
     // --- Ceph 16.2.15 options (names, types and defaults as Ceph defines them)
     spec(
         "ms_async_rdma_device_name",
@@ -291,13 +291,19 @@ static OPTIONS: [OptionSpec; 22] = [
         "ibstack_max_inflight_per_conn",
         OptType::Uint,
         "0",
-        "ibstack extension: cap on in-flight TX chunks per connection (0 = no cap)",
+        "ibstack extension: cap on in-flight TX chunks per connection (0 = half the TX pool)",
     ),
     spec(
         "ibstack_cq_depth",
         OptType::Uint,
         "30000",
         "ibstack extension: number of entries of each completion queue",
+    ),
+    spec(
+        "ibstack_stack_thread",
+        OptType::Bool,
+        "true",
+        "ibstack extension: the stack runs its own polling thread (false = the host drives it via ibstack_stack_fd / ibstack_stack_poll)",
     ),
 ];
 
@@ -372,6 +378,7 @@ pub struct Config {
     pub qp_history_len: u32,
     pub max_inflight_per_conn: u32,
     pub cq_depth: u32,
+    pub stack_thread: bool,
 }
 
 impl Default for Config {
@@ -400,6 +407,7 @@ impl Default for Config {
             qp_history_len: 64,
             max_inflight_per_conn: 0,
             cq_depth: 30000,
+            stack_thread: true,
         }
     }
 }
@@ -445,6 +453,7 @@ impl Config {
             "ibstack_qp_history_len" => self.qp_history_len.to_string(),
             "ibstack_max_inflight_per_conn" => self.max_inflight_per_conn.to_string(),
             "ibstack_cq_depth" => self.cq_depth.to_string(),
+            "ibstack_stack_thread" => self.stack_thread.to_string(),
             _ => return Err(unknown_option(&key)),
         })
     }
@@ -679,6 +688,7 @@ fn apply(c: &mut Config, name: &str, v: &str) -> Result<()> {
                 "a completion queue needs at least one entry",
             )? as u32
         }
+        "ibstack_stack_thread" => c.stack_thread = parse_bool(name, v)?,
         _ => return Err(unknown_option(name)),
     }
     Ok(())
@@ -1400,7 +1410,7 @@ mod tests {
 
     #[test]
     fn table_lists_ceph_options_then_ibstack_extensions() {
-        let expected: [(&str, OptType, &str); 22] = [
+        let expected: [(&str, OptType, &str); 23] = [
             ("ms_async_rdma_device_name", OptType::Str, ""),
             ("ms_async_rdma_enable_hugepage", OptType::Bool, "false"),
             ("ms_async_rdma_buffer_size", OptType::Size, "131072"),
@@ -1423,6 +1433,7 @@ mod tests {
             ("ibstack_qp_history_len", OptType::Uint, "64"),
             ("ibstack_max_inflight_per_conn", OptType::Uint, "0"),
             ("ibstack_cq_depth", OptType::Uint, "30000"),
+            ("ibstack_stack_thread", OptType::Bool, "true"),
         ];
         let got: Vec<(&str, OptType, &str)> = options()
             .iter()
@@ -1940,6 +1951,7 @@ mod tests {
             ("ibstack_qp_history_len", "1K", "1000"),
             ("ibstack_max_inflight_per_conn", "16", "16"),
             ("ibstack_cq_depth", "60000", "60000"),
+            ("ibstack_stack_thread", "FALSE", "false"),
         ];
         assert_eq!(values.len(), options().len());
         for (k, input, canonical) in values {
@@ -2542,7 +2554,8 @@ mod tests {
             "\"ms_async_rdma_local_gid\":\"\",\"ms_async_rdma_roce_ver\":1,\"ms_async_rdma_sl\":3,",
             "\"ms_async_rdma_dscp\":96,\"ms_async_rdma_cm\":false,\"ms_async_rdma_type\":\"ib\",",
             "\"ms_tcp_listen_backlog\":512,\"ibstack_path_mtu\":1024,\"ibstack_rx_first_block\":256,",
-            "\"ibstack_qp_history_len\":64,\"ibstack_max_inflight_per_conn\":0,\"ibstack_cq_depth\":30000}"
+            "\"ibstack_qp_history_len\":64,\"ibstack_max_inflight_per_conn\":0,\"ibstack_cq_depth\":30000,",
+            "\"ibstack_stack_thread\":true}"
         );
         let json = Config::default().to_json();
         assert_eq!(json, expected);

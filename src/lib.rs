@@ -25,6 +25,7 @@ pub mod mem;
 pub mod prereq;
 pub mod qp;
 pub mod qp_validate;
+pub mod stack;
 pub mod verbs;
 
 pub use errno::errno_name;

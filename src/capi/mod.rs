@@ -11,3 +11,4 @@ pub mod global;
 pub mod ib;
 pub mod mem;
 pub mod qp;
+pub mod stack;

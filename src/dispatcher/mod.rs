@@ -290,22 +290,35 @@ impl Dispatcher {
         Ok(PollOutcome { delivered: 0, tx_returned, idle: tx_n == 0 && rx_n == 0 })
     }
 
-    /// Arms both CQs, catches completions that raced with arming, and if
-    /// there are none sleeps on both completion channels (and the device's
-    /// async fd) for up to `timeout_ms` (-1 = forever). Returns true when
-    /// something may be ready for `poll`.
+    /// Arms both CQs and polls them once more, catching completions that
+    /// raced with arming. Returns true when something is ready (do not sleep).
+    pub fn arm(&self) -> Result<bool> {
+        let _g = self.poll_lock.lock();
+        if !self.ready.lock().is_empty() {
+            return Ok(true);
+        }
+        self.env.tx_cq.rearm()?;
+        self.env.rx_cq.rearm()?;
+        let o = self.poll_cqs()?;
+        Ok(!o.idle || !self.ready.lock().is_empty())
+    }
+
+    /// The fds a sleeping poller waits on: TX channel, RX channel, device async fd.
+    pub fn wait_fds(&self) -> [i32; 3] {
+        [self.env.tx_cq.fd(), self.env.rx_cq.fd(), self.env.ib.async_fd()]
+    }
+
+    /// Reads and handles pending device async events now.
+    pub fn handle_async_events(&self) {
+        self.drain_async_events();
+    }
+
+    /// `arm`, and if nothing is ready sleeps on both completion channels
+    /// (and the device's async fd) for up to `timeout_ms` (-1 = forever).
+    /// Returns true when something may be ready for `poll`.
     pub fn wait(&self, timeout_ms: i32) -> Result<bool> {
-        {
-            let _g = self.poll_lock.lock();
-            if !self.ready.lock().is_empty() {
-                return Ok(true);
-            }
-            self.env.tx_cq.rearm()?;
-            self.env.rx_cq.rearm()?;
-            let o = self.poll_cqs()?;
-            if !o.idle || !self.ready.lock().is_empty() {
-                return Ok(true);
-            }
+        if self.arm()? {
+            return Ok(true);
         }
         self.env.counters.polling.store(0, Relaxed);
         let mut fds = [

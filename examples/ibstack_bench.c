@@ -1,0 +1,636 @@
+/* ibstack_bench: bandwidth and ping-pong latency over ibstack's stream API,
+ * the ibstack column of scripts/bench (which compares it with ib_send_bw,
+ * ib_send_lat and rstream in the Soft-RoCE VM).
+ *
+ *   ibstack_bench server <ip> <port> [options]
+ *   ibstack_bench client <ip> <port> --mode bw|lat --size N --iters N [options]
+ *
+ * bw:  the client sends `iters` messages of `size` bytes (one ibstack_conn_send
+ *      call per message, repeated for what a partial send left over); the server
+ *      reads size x iters bytes and answers with one byte. The client prints
+ *      RESULT ... bw_mib_s=X, timed from the first send to the arrival of that
+ *      byte (MiB = 2^20 bytes).
+ * lat: `warmup` untimed then `iters` timed ping-pongs of `size` bytes; the
+ *      server echoes. The client prints RESULT ... lat_us=X (mean round-trip / 2,
+ *      i.e. one-way, as rstream and ib_send_lat count it) and lat_median_us,
+ *      lat_min_us, lat_p99_us (also round-trip / 2).
+ *
+ * Before timing, the client sends a 24-byte hello (mode, size, iters, warmup,
+ * flags) and waits for the server's one-byte "ready", so the connection is up
+ * in both directions and the server has its buffers.
+ *
+ * Options (both roles):
+ *   -o key=value     an ibstack/Ceph option (repeatable), e.g.
+ *                    -o ms_async_rdma_device_name=rxe0 -o ms_async_rdma_gid_idx=1
+ *   --wait spin|poll on -EAGAIN retry at once (spin, the default) or sleep in
+ *                    epoll_wait on ibstack_conn_fd (edge-triggered)
+ *   --drive thread|host  the stack's own polling thread does the polling (thread,
+ *                    the default), or this program's single thread drives it with
+ *                    ibstack_stack_poll while it spins (host; implies --wait spin)
+ *   --timeout S      give up when one operation makes no progress for S seconds
+ *                    (default 60); also bounds the handshake and accept
+ *   --verify         check every received byte (costs CPU; not for timing)
+ *   --count N        server: serve N connections one after another, then exit (1)
+ * Client only: --mode, --size N[K|M], --iters N, --warmup N (default iters/10,
+ * at least 1, at most 1000).
+ * IBSTACK_LOG=debug (and the library's other environment variables) pass through.
+ * Exit status: 0 on success, 1 on any failure (the message says which call
+ * failed and why), 2 on a usage error. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ibstack.h>
+
+enum mode { MODE_NONE = 0, MODE_BW = 1, MODE_LAT = 2 };
+enum wait_kind { WAIT_SPIN, WAIT_POLL };
+#define HELLO_MAGIC 0x42534249u /* "IBSB" little-endian */
+#define HELLO_LEN 24
+#define FLAG_VERIFY 1u
+#define READY_BYTE 'R'
+#define ACK_BYTE 'A'
+
+struct options {
+    int server;
+    const char *ip;
+    uint16_t port;
+    enum mode mode;
+    size_t size;
+    uint32_t iters;
+    long warmup; /* -1: default */
+    enum wait_kind wait;
+    int host_drive;
+    double timeout_s;
+    int verify;
+    unsigned count;
+    int nkv;
+    char **kv;
+};
+
+static struct options opt;
+static ibstack_stack *g_stack; /* polled by this thread with --drive host */
+static int epfd = -1;           /* epoll set holding the current conn fd (--wait poll) */
+static unsigned long stalls;    /* epoll_wait timeouts: a wakeup that never came */
+
+/* ------------------------------------------------------------------ helpers */
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void last_error(const char *what, long rc) {
+    char msg[2048];
+    ibstack_last_error_message(msg, sizeof msg);
+    fprintf(stderr, "ibstack_bench: %s failed: %s\n  %s\n", what, ibstack_strerror((int)rc),
+            msg[0] ? msg : "(no message)");
+}
+
+static void conn_error(ibstack_conn *c, const char *what, long rc) {
+    char cmsg[2048], lmsg[2048];
+    cmsg[0] = lmsg[0] = '\0';
+    if (c) ibstack_conn_error_message(c, cmsg, sizeof cmsg);
+    ibstack_last_error_message(lmsg, sizeof lmsg);
+    fprintf(stderr, "ibstack_bench: %s failed: %s\n  connection: %s\n  last error: %s\n", what,
+            ibstack_strerror((int)rc), cmsg[0] ? cmsg : "(no message)", lmsg[0] ? lmsg : "(no message)");
+}
+
+/* One wait for an operation that returned -EAGAIN. `since` is 0 on the first
+ * wait of an operation. Returns 0 to retry, -ETIMEDOUT when the operation made
+ * no progress for opt.timeout_s. */
+struct waiter {
+    double since;
+    unsigned spins;
+};
+
+static int wait_conn(struct waiter *w) {
+    if (w->since == 0) w->since = now_s();
+    if (opt.host_drive) {
+        int r = ibstack_stack_poll(g_stack);
+        if (r < 0) {
+            last_error("ibstack_stack_poll", r);
+            return r;
+        }
+        if ((++w->spins & 1023) != 0) return 0;
+    } else if (opt.wait == WAIT_SPIN) {
+        if ((++w->spins & 1023) != 0) return 0;
+    } else {
+        struct epoll_event ev;
+        int n = epoll_wait(epfd, &ev, 1, 1000);
+        if (n < 0 && errno != EINTR) {
+            perror("ibstack_bench: epoll_wait");
+            return -errno;
+        }
+        if (n == 0) stalls++;
+    }
+    if (now_s() - w->since > opt.timeout_s) return -ETIMEDOUT;
+    return 0;
+}
+
+static int watch_conn(ibstack_conn *c) {
+    if (opt.wait != WAIT_POLL) return 0;
+    int fd = ibstack_conn_fd(c);
+    if (fd < 0) {
+        conn_error(c, "ibstack_conn_fd", fd);
+        return -1;
+    }
+    if (epfd >= 0) close(epfd);
+    epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0) {
+        perror("ibstack_bench: epoll_create1");
+        return -1;
+    }
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.fd = fd};
+    if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+        perror("ibstack_bench: epoll_ctl(ibstack_conn_fd)");
+        return -1;
+    }
+    return 0;
+}
+
+static int wait_connected(ibstack_conn *c, const char *who) {
+    struct waiter w = {0, 0};
+    for (;;) {
+        int r = ibstack_conn_is_connected(c);
+        if (r == 1) return 0;
+        if (r < 0) {
+            conn_error(c, who, r);
+            return -1;
+        }
+        if (r != 0) {
+            fprintf(stderr, "ibstack_bench: ibstack_conn_is_connected returned %d\n", r);
+            return -1;
+        }
+        if (wait_conn(&w) < 0) {
+            conn_error(c, who, -ETIMEDOUT);
+            fprintf(stderr, "  (handshake not complete after %.0f s)\n", opt.timeout_s);
+            return -1;
+        }
+    }
+}
+
+static int send_all(ibstack_conn *c, const void *buf, size_t len) {
+    const char *p = buf;
+    size_t off = 0;
+    struct waiter w = {0, 0};
+    while (off < len) {
+        ssize_t n = ibstack_conn_send(c, p + off, len - off);
+        if (n > 0) {
+            off += (size_t)n;
+            w.since = 0;
+            continue;
+        }
+        if (n == 0 || n == -EAGAIN) {
+            int r = wait_conn(&w);
+            if (r == 0) continue;
+            n = r;
+        }
+        conn_error(c, "ibstack_conn_send", (long)n);
+        if (n == -ETIMEDOUT) fprintf(stderr, "  (no send progress for %.0f s)\n", opt.timeout_s);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads up to len bytes (at least one). Returns the count or -1. */
+static ssize_t recv_some(ibstack_conn *c, void *buf, size_t len) {
+    struct waiter w = {0, 0};
+    for (;;) {
+        ssize_t n = ibstack_conn_recv(c, buf, len);
+        if (n > 0) return n;
+        if (n == 0 || n == -EAGAIN) {
+            int r = wait_conn(&w);
+            if (r == 0) continue;
+            n = r;
+        }
+        if (n == -ECONNRESET)
+            fprintf(stderr, "ibstack_bench: the peer closed the connection early\n");
+        conn_error(c, "ibstack_conn_recv", (long)n);
+        if (n == -ETIMEDOUT) fprintf(stderr, "  (nothing received for %.0f s)\n", opt.timeout_s);
+        return -1;
+    }
+}
+
+static int recv_all(ibstack_conn *c, void *buf, size_t len) {
+    char *p = buf;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t n = recv_some(c, p + off, len - off);
+        if (n < 0) return -1;
+        off += (size_t)n;
+    }
+    return 0;
+}
+
+/* Waits for the peer's close (-ECONNRESET), so that our last bytes are not
+ * torn down in flight. Returns 0, or -1 when data or an error arrives instead. */
+static int wait_eof(ibstack_conn *c) {
+    char b;
+    struct waiter w = {0, 0};
+    for (;;) {
+        ssize_t n = ibstack_conn_recv(c, &b, 1);
+        if (n == -ECONNRESET) return 0;
+        if (n > 0) {
+            fprintf(stderr, "ibstack_bench: unexpected data after the end of the test\n");
+            return -1;
+        }
+        if (n == 0 || n == -EAGAIN) {
+            if (wait_conn(&w) == 0) continue;
+            fprintf(stderr, "ibstack_bench: the peer did not close within %.0f s\n", opt.timeout_s);
+            return -1;
+        }
+        conn_error(c, "ibstack_conn_recv (waiting for the peer's close)", (long)n);
+        return -1;
+    }
+}
+
+/* Test data: byte i of message m. */
+static inline unsigned char pattern(uint64_t m, size_t i) {
+    return (unsigned char)(i * 131u + m * 7u + 7u);
+}
+
+static void fill(unsigned char *buf, size_t size, uint64_t m) {
+    for (size_t i = 0; i < size; i++) buf[i] = pattern(m, i);
+}
+
+static int check(const unsigned char *buf, size_t n, uint64_t offset, size_t size) {
+    for (size_t k = 0; k < n; k++) {
+        uint64_t o = offset + k;
+        unsigned char want = pattern(o / size, (size_t)(o % size));
+        if (buf[k] != want) {
+            fprintf(stderr, "ibstack_bench: data mismatch at stream byte %" PRIu64 " (message %" PRIu64
+                    ", byte %zu): got 0x%02x, want 0x%02x\n", o, o / size, (size_t)(o % size), buf[k], want);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void put32(unsigned char *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+}
+
+static uint32_t get32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static unsigned char *alloc_buf(size_t size) {
+    void *p = NULL;
+    if (posix_memalign(&p, 4096, size ? size : 1) != 0) {
+        fprintf(stderr, "ibstack_bench: cannot allocate %zu bytes\n", size);
+        return NULL;
+    }
+    return p;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ------------------------------------------------------------------ stack */
+
+static ibstack_stack *make_stack(void) {
+    ibstack_config *cfg = NULL;
+    int rc = ibstack_config_new(&cfg);
+    if (rc != 0) {
+        last_error("ibstack_config_new", rc);
+        return NULL;
+    }
+    if (opt.host_drive && (rc = ibstack_config_set(cfg, "ibstack_stack_thread", "false")) != 0) {
+        last_error("ibstack_config_set(ibstack_stack_thread)", rc);
+        ibstack_config_free(cfg);
+        return NULL;
+    }
+    for (int i = 0; i < opt.nkv; i++) {
+        char *eq = strchr(opt.kv[i], '=');
+        *eq = '\0';
+        rc = ibstack_config_set(cfg, opt.kv[i], eq + 1);
+        *eq = '=';
+        if (rc != 0) {
+            char what[512];
+            snprintf(what, sizeof what, "ibstack_config_set(%s)", opt.kv[i]);
+            last_error(what, rc);
+            ibstack_config_free(cfg);
+            return NULL;
+        }
+    }
+    if ((rc = ibstack_global_init(cfg)) != 0) {
+        last_error("ibstack_global_init", rc);
+        ibstack_config_free(cfg);
+        return NULL;
+    }
+    ibstack_stack *stack = NULL;
+    rc = ibstack_stack_new(cfg, &stack);
+    ibstack_config_free(cfg);
+    if (rc != 0) {
+        last_error("ibstack_stack_new", rc);
+        return NULL;
+    }
+    return stack;
+}
+
+/* ------------------------------------------------------------------ server */
+
+static int serve_one(ibstack_conn *c) {
+    unsigned char hello[HELLO_LEN];
+    if (watch_conn(c) < 0 || wait_connected(c, "accepted connection") < 0) return -1;
+    if (recv_all(c, hello, sizeof hello) < 0) return -1;
+    if (get32(hello) != HELLO_MAGIC) {
+        fprintf(stderr, "ibstack_bench: bad hello from the client (not an ibstack_bench client?)\n");
+        return -1;
+    }
+    uint32_t mode = get32(hello + 4), flags = get32(hello + 8), size = get32(hello + 12),
+             iters = get32(hello + 16), warmup = get32(hello + 20);
+    if ((mode != MODE_BW && mode != MODE_LAT) || size == 0 || iters == 0) {
+        fprintf(stderr, "ibstack_bench: bad hello: mode %u size %u iters %u\n", mode, size, iters);
+        return -1;
+    }
+    int verify = (flags & FLAG_VERIFY) != 0;
+    size_t bufsize = mode == MODE_BW ? (size < 65536 ? 65536 : size) : size;
+    unsigned char *buf = alloc_buf(bufsize);
+    if (!buf) return -1;
+    int ret = -1;
+    char ready = READY_BYTE, ack = ACK_BYTE;
+    if (send_all(c, &ready, 1) < 0) goto out;
+
+    double t0 = now_s();
+    if (mode == MODE_BW) {
+        uint64_t total = (uint64_t)size * iters, got = 0;
+        while (got < total) {
+            uint64_t want = total - got;
+            ssize_t n = recv_some(c, buf, want < bufsize ? (size_t)want : bufsize);
+            if (n < 0) goto out;
+            if (verify && check(buf, (size_t)n, got, size) < 0) goto out;
+            got += (uint64_t)n;
+        }
+        if (send_all(c, &ack, 1) < 0) goto out;
+        double secs = now_s() - t0;
+        printf("SERVER mode=bw size=%u iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f stalls=%lu\n", size,
+               iters, total, secs, (double)total / secs / 1048576.0, stalls);
+    } else {
+        uint64_t n = (uint64_t)warmup + iters;
+        for (uint64_t m = 0; m < n; m++) {
+            if (recv_all(c, buf, size) < 0) goto out;
+            if (verify && check(buf, size, m * size, size) < 0) goto out;
+            if (send_all(c, buf, size) < 0) goto out;
+        }
+        printf("SERVER mode=lat size=%u iters=%u warmup=%u secs=%.6f stalls=%lu\n", size, iters, warmup,
+               now_s() - t0, stalls);
+    }
+    fflush(stdout);
+    ret = wait_eof(c);
+out:
+    free(buf);
+    return ret;
+}
+
+static int run_server(ibstack_stack *stack) {
+    ibstack_listener *l = NULL;
+    int rc = ibstack_listen(stack, opt.ip, opt.port, &l);
+    if (rc != 0) {
+        last_error("ibstack_listen", rc);
+        return -1;
+    }
+    int lfd = ibstack_listener_fd(l);
+    if (lfd < 0) {
+        last_error("ibstack_listener_fd", lfd);
+        ibstack_listener_free(l);
+        return -1;
+    }
+    printf("LISTENING %s %u\n", opt.ip, (unsigned)opt.port);
+    fflush(stdout);
+    int ret = 0;
+    for (unsigned k = 0; k < opt.count && ret == 0; k++) {
+        ibstack_conn *c = NULL;
+        double since = now_s();
+        for (;;) {
+            rc = ibstack_accept(l, &c);
+            if (rc == 0) break;
+            if (rc != -EAGAIN) {
+                last_error("ibstack_accept", rc);
+                ret = -1;
+                break;
+            }
+            if (now_s() - since > opt.timeout_s) {
+                fprintf(stderr, "ibstack_bench: no client connected within %.0f s\n", opt.timeout_s);
+                ret = -1;
+                break;
+            }
+            if (opt.host_drive) {
+                int r = ibstack_stack_poll(stack);
+                if (r < 0) {
+                    last_error("ibstack_stack_poll", r);
+                    ret = -1;
+                    break;
+                }
+                continue;
+            }
+            struct pollfd p = {.fd = lfd, .events = POLLIN};
+            if (poll(&p, 1, 1000) < 0 && errno != EINTR) {
+                perror("ibstack_bench: poll(listener fd)");
+                ret = -1;
+                break;
+            }
+        }
+        if (ret != 0) break;
+        ret = serve_one(c);
+        ibstack_conn_close(c);
+    }
+    ibstack_listener_free(l);
+    return ret;
+}
+
+/* ------------------------------------------------------------------ client */
+
+static int run_client(ibstack_stack *stack) {
+    ibstack_conn *c = NULL;
+    int rc = ibstack_connect(stack, opt.ip, opt.port, &c);
+    if (rc != 0) {
+        last_error("ibstack_connect", rc);
+        return -1;
+    }
+    int ret = -1;
+    unsigned char *buf = NULL, *echo = NULL;
+    double *rtt = NULL;
+    uint32_t warmup = (uint32_t)(opt.warmup >= 0 ? opt.warmup
+                                                 : (opt.iters / 10 < 1 ? 1 : opt.iters / 10 > 1000 ? 1000 : opt.iters / 10));
+    if (opt.mode == MODE_BW) warmup = 0;
+    if (watch_conn(c) < 0 || wait_connected(c, "ibstack_connect handshake") < 0) goto out;
+
+    buf = alloc_buf(opt.size);
+    echo = alloc_buf(opt.size);
+    if (!buf || !echo) goto out;
+    fill(buf, opt.size, 0);
+
+    unsigned char hello[HELLO_LEN];
+    put32(hello, HELLO_MAGIC);
+    put32(hello + 4, (uint32_t)opt.mode);
+    put32(hello + 8, opt.verify ? FLAG_VERIFY : 0);
+    put32(hello + 12, (uint32_t)opt.size);
+    put32(hello + 16, opt.iters);
+    put32(hello + 20, warmup);
+    char b;
+    if (send_all(c, hello, sizeof hello) < 0 || recv_all(c, &b, 1) < 0) goto out;
+    if (b != READY_BYTE) {
+        fprintf(stderr, "ibstack_bench: the server answered 0x%02x instead of ready\n", (unsigned char)b);
+        goto out;
+    }
+
+    if (opt.mode == MODE_BW) {
+        double t0 = now_s();
+        for (uint32_t m = 0; m < opt.iters; m++) {
+            if (opt.verify) fill(buf, opt.size, m);
+            if (send_all(c, buf, opt.size) < 0) goto out;
+        }
+        if (recv_all(c, &b, 1) < 0) goto out;
+        double secs = now_s() - t0;
+        if (b != ACK_BYTE) {
+            fprintf(stderr, "ibstack_bench: the server answered 0x%02x instead of the ack\n", (unsigned char)b);
+            goto out;
+        }
+        uint64_t total = (uint64_t)opt.size * opt.iters;
+        printf("RESULT mode=bw size=%zu iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f stalls=%lu\n", opt.size,
+               opt.iters, total, secs, (double)total / secs / 1048576.0, stalls);
+    } else {
+        rtt = malloc(sizeof *rtt * opt.iters);
+        if (!rtt) {
+            fprintf(stderr, "ibstack_bench: out of memory\n");
+            goto out;
+        }
+        double total = 0;
+        for (uint64_t m = 0; m < (uint64_t)warmup + opt.iters; m++) {
+            if (opt.verify) fill(buf, opt.size, m);
+            double t = now_s();
+            if (send_all(c, buf, opt.size) < 0 || recv_all(c, echo, opt.size) < 0) goto out;
+            t = now_s() - t;
+            if (opt.verify && memcmp(buf, echo, opt.size) != 0) {
+                fprintf(stderr, "ibstack_bench: the echo of message %" PRIu64 " differs from what was sent\n", m);
+                goto out;
+            }
+            if (m >= warmup) {
+                rtt[m - warmup] = t;
+                total += t;
+            }
+        }
+        qsort(rtt, opt.iters, sizeof *rtt, cmp_double);
+        double med = opt.iters % 2 ? rtt[opt.iters / 2] : (rtt[opt.iters / 2 - 1] + rtt[opt.iters / 2]) / 2;
+        size_t p99 = (size_t)((double)opt.iters * 0.99);
+        if (p99 >= opt.iters) p99 = opt.iters - 1;
+        /* every figure is round-trip / 2 (one-way), in microseconds */
+        printf("RESULT mode=lat size=%zu iters=%u warmup=%u lat_us=%.2f lat_median_us=%.2f lat_min_us=%.2f "
+               "lat_p99_us=%.2f stalls=%lu\n",
+               opt.size, opt.iters, warmup, total / opt.iters / 2 * 1e6, med / 2 * 1e6, rtt[0] / 2 * 1e6,
+               rtt[p99] / 2 * 1e6, stalls);
+    }
+    fflush(stdout);
+    ret = 0;
+out:
+    free(rtt);
+    free(buf);
+    free(echo);
+    ibstack_conn_close(c);
+    return ret;
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void usage(void) {
+    fprintf(stderr,
+            "usage: ibstack_bench server <ip> <port> [-o key=value]... [--wait spin|poll] [--drive thread|host] [--timeout S]\n"
+            "                     [--verify] [--count N]\n"
+            "       ibstack_bench client <ip> <port> --mode bw|lat --size N[K|M] --iters N [--warmup N]\n"
+            "                     [-o key=value]... [--wait spin|poll] [--timeout S] [--verify]\n");
+    exit(2);
+}
+
+static unsigned long long parse_num(const char *what, const char *s, unsigned long long max) {
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end != s && (*end == 'K' || *end == 'k')) v <<= 10, end++;
+    else if (end != s && (*end == 'M' || *end == 'm')) v <<= 20, end++;
+    if (errno || end == s || *end || s[0] == '-' || v > max) {
+        fprintf(stderr, "ibstack_bench: bad %s '%s' (at most %llu)\n", what, s, max);
+        exit(2);
+    }
+    return v;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 4) usage();
+    if (!strcmp(argv[1], "server")) opt.server = 1;
+    else if (strcmp(argv[1], "client")) usage();
+    opt.ip = argv[2];
+    opt.port = (uint16_t)parse_num("port", argv[3], 65535);
+    opt.warmup = -1;
+    opt.wait = WAIT_SPIN;
+    opt.timeout_s = 60;
+    opt.count = 1;
+    opt.kv = calloc((size_t)argc, sizeof *opt.kv);
+    if (!opt.kv) return 1;
+    for (int i = 4; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--verify")) {
+            opt.verify = 1;
+            continue;
+        }
+        if (!v) usage();
+        i++;
+        if (!strcmp(a, "-o")) {
+            if (!strchr(v, '=')) {
+                fprintf(stderr, "ibstack_bench: -o wants key=value, got '%s'\n", v);
+                return 2;
+            }
+            opt.kv[opt.nkv++] = argv[i];
+        } else if (!strcmp(a, "--mode")) {
+            if (!strcmp(v, "bw")) opt.mode = MODE_BW;
+            else if (!strcmp(v, "lat")) opt.mode = MODE_LAT;
+            else usage();
+        } else if (!strcmp(a, "--wait")) {
+            if (!strcmp(v, "spin")) opt.wait = WAIT_SPIN;
+            else if (!strcmp(v, "poll")) opt.wait = WAIT_POLL;
+            else usage();
+        } else if (!strcmp(a, "--drive")) {
+            if (!strcmp(v, "thread")) opt.host_drive = 0;
+            else if (!strcmp(v, "host")) opt.host_drive = 1;
+            else usage();
+        } else if (!strcmp(a, "--size")) {
+            opt.size = (size_t)parse_num("size", v, 1u << 30);
+        } else if (!strcmp(a, "--iters")) {
+            opt.iters = (uint32_t)parse_num("iters", v, UINT32_MAX);
+        } else if (!strcmp(a, "--warmup")) {
+            opt.warmup = (long)parse_num("warmup", v, UINT32_MAX);
+        } else if (!strcmp(a, "--timeout")) {
+            opt.timeout_s = (double)parse_num("timeout", v, 86400);
+        } else if (!strcmp(a, "--count")) {
+            opt.count = (unsigned)parse_num("count", v, UINT32_MAX);
+        } else {
+            usage();
+        }
+    }
+    if (!opt.server && (opt.mode == MODE_NONE || opt.size == 0 || opt.iters == 0)) {
+        fprintf(stderr, "ibstack_bench: the client needs --mode, --size > 0 and --iters > 0\n");
+        usage();
+    }
+
+    if (opt.host_drive) opt.wait = WAIT_SPIN;
+    ibstack_stack *stack = make_stack();
+    if (!stack) return 1;
+    g_stack = stack;
+    int rc = opt.server ? run_server(stack) : run_client(stack);
+    if (epfd >= 0) close(epfd);
+    ibstack_stack_free(stack);
+    free(opt.kv);
+    return rc == 0 ? 0 : 1;
+}

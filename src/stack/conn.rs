@@ -1,0 +1,513 @@
+//! `Conn`: one stream connection (Ceph's RDMAConnectedSocketImpl): an RC QP
+//! plus the TCP socket of its cm_meta handshake, a byte stream over SENDs of
+//! at most `buffer_size` bytes, and an eventfd for the host's event loop.
+//!
+//! The stack's poller drives the TCP side (connect, handshake, EOF) and
+//! routes completions here; the host calls `send`, `recv` and `close`.
+
+use super::poller::EventFd;
+use super::Shared;
+use crate::error::{Error, Result};
+use crate::handshake::{Handshake, Progress, Role};
+use crate::mem::Chunk;
+use crate::qp::QueuePair;
+use crate::verbs::Wc;
+use parking_lot::Mutex;
+use std::collections::VecDeque;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Longest a closing connection waits for its data and close SEND to be
+/// acknowledged before the QP is retired anyway (a dead peer never acks).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
+/// Chunks copied and posted by one `send` call at most.
+const MAX_CHUNKS_PER_SEND: usize = 64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Non-blocking TCP connect in progress (connector).
+    Connecting,
+    Handshaking,
+    Connected,
+    /// The host closed it; waiting for sends to be acknowledged.
+    Closing,
+    /// QP retired, fds closed.
+    Done,
+}
+
+enum RxItem {
+    /// A receive buffer holding payload; read from its cursor.
+    Data(usize),
+    /// The peer's zero-length close SEND.
+    Fin,
+}
+
+struct State {
+    phase: Phase,
+    hs: Option<Handshake>,
+    error: Option<Error>,
+    /// Reached RTS (sends possible); Ceph's `active`.
+    active: bool,
+    rx: VecDeque<RxItem>,
+    closing_since: Option<Instant>,
+    /// The peer's close SEND arrived (its TCP EOF is then expected).
+    peer_fin: bool,
+}
+
+pub struct Conn {
+    pub(super) shared: Arc<Shared>,
+    pub(super) qp: Arc<QueuePair>,
+    tcp: Mutex<Option<OwnedFd>>,
+    tcp_fd: RawFd,
+    notify: EventFd,
+    st: Mutex<State>,
+    send_lock: Mutex<()>,
+    parked: AtomicBool,
+    /// The eventfd holds an unread notification (saves a write per event
+    /// and a read per `recv`).
+    signaled: AtomicBool,
+    peer: String,
+    role: Role,
+}
+
+fn end_of_stream() -> Error {
+    Error::new(libc::ECONNRESET, "end of stream: the peer closed the connection (its close SEND arrived)")
+}
+
+impl Conn {
+    pub(super) fn new(shared: Arc<Shared>, qp: Arc<QueuePair>, tcp: OwnedFd, role: Role, peer: String, connecting: bool) -> Result<Arc<Conn>> {
+        let notify = EventFd::new()?;
+        let hs = Handshake::new(role, &qp);
+        let tcp_fd = tcp.as_raw_fd();
+        Ok(Arc::new(Conn {
+            shared,
+            qp,
+            tcp: Mutex::new(Some(tcp)),
+            tcp_fd,
+            notify,
+            st: Mutex::new(State {
+                phase: if connecting { Phase::Connecting } else { Phase::Handshaking },
+                hs: Some(hs),
+                error: None,
+                active: false,
+                rx: VecDeque::new(),
+                closing_since: None,
+                peer_fin: false,
+            }),
+            send_lock: Mutex::new(()),
+            parked: AtomicBool::new(false),
+            signaled: AtomicBool::new(false),
+            peer,
+            role,
+        }))
+    }
+
+    pub fn qp_num(&self) -> u32 {
+        self.qp.qp_num()
+    }
+    pub fn fd(&self) -> RawFd {
+        self.notify.fd()
+    }
+    pub(super) fn tcp_fd(&self) -> RawFd {
+        self.tcp_fd
+    }
+    pub(super) fn wake(&self) {
+        if !self.signaled.swap(true, AcqRel) {
+            self.notify.notify();
+        }
+    }
+
+    /// 1 connected, 0 handshake pending, or the error.
+    pub fn is_connected(&self) -> Result<bool> {
+        let st = self.st.lock();
+        if let Some(e) = &st.error {
+            return Err(e.clone());
+        }
+        Ok(matches!(st.phase, Phase::Connected))
+    }
+
+    pub fn error_message(&self) -> String {
+        self.st.lock().error.as_ref().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    /// Records the first failure and wakes the host.
+    pub(super) fn fault(&self, e: Error) {
+        {
+            let mut st = self.st.lock();
+            if st.error.is_some() || st.phase == Phase::Done {
+                return;
+            }
+            log::warn!("connection {} (QP {}, {:?}): {e}", self.peer, self.qp_num(), self.role);
+            st.error = Some(e.clone());
+        }
+        self.qp.set_fault(e);
+        self.wake();
+    }
+
+    // ------------------------------------------------------------------ TCP side
+
+    /// The poll events the TCP socket needs now (0 = none: stop watching).
+    pub(super) fn tcp_interest(&self) -> u32 {
+        let st = self.st.lock();
+        let base = (libc::EPOLLRDHUP) as u32;
+        match st.phase {
+            Phase::Connecting => base | libc::EPOLLOUT as u32,
+            Phase::Handshaking => {
+                if st.error.is_some() {
+                    return 0;
+                }
+                let w = st.hs.as_ref().map_or(0, |h| h.wants());
+                base | if w == libc::POLLOUT { libc::EPOLLOUT as u32 } else { libc::EPOLLIN as u32 }
+            }
+            Phase::Connected | Phase::Closing => {
+                if st.error.is_some() {
+                    0
+                } else {
+                    base | libc::EPOLLIN as u32
+                }
+            }
+            Phase::Done => 0,
+        }
+    }
+
+    /// The TCP socket became ready: finish the connect, advance the
+    /// handshake, or notice the peer going away.
+    pub(super) fn on_tcp_event(&self, events: u32) {
+        let phase = self.st.lock().phase;
+        match phase {
+            Phase::Connecting => {
+                let err = so_error(self.tcp_fd);
+                if err != 0 {
+                    self.fault(Error::new(
+                        err,
+                        format!("TCP connect to {} failed: {}", self.peer, crate::errno::errno_cstr(err).to_string_lossy()),
+                    ));
+                    return;
+                }
+                if events & (libc::EPOLLOUT as u32 | libc::EPOLLERR as u32 | libc::EPOLLHUP as u32) == 0 {
+                    return;
+                }
+                self.st.lock().phase = Phase::Handshaking;
+                self.step_handshake();
+            }
+            Phase::Handshaking => self.step_handshake(),
+            Phase::Connected | Phase::Closing => self.check_side_channel(),
+            Phase::Done => {}
+        }
+    }
+
+    fn step_handshake(&self) {
+        let mut st = self.st.lock();
+        if st.error.is_some() {
+            return;
+        }
+        let Some(hs) = st.hs.as_mut() else { return };
+        match hs.step(&self.qp, self.tcp_fd) {
+            Ok(Progress::Done) => {
+                st.phase = Phase::Connected;
+                st.active = true;
+                st.hs = None;
+                drop(st);
+                log::debug!("connection {} (QP {}): handshake done", self.peer, self.qp_num());
+                self.wake();
+            }
+            Ok(_) => {
+                // The connector is RTS once it read record #2, before writing #3.
+                st.active = self.qp.cached_state() == crate::qp_validate::QpState::Rts;
+            }
+            Err(e) => {
+                drop(st);
+                self.fault(e);
+            }
+        }
+    }
+
+    /// After the handshake the TCP socket carries nothing; EOF means the
+    /// peer is gone (or closed after its close SEND).
+    fn check_side_channel(&self) {
+        let mut b = [0u8; 64];
+        // SAFETY: reads into a valid buffer.
+        let n = unsafe { libc::recv(self.tcp_fd, b.as_mut_ptr().cast(), b.len(), libc::MSG_DONTWAIT) };
+        if n == 0 {
+            let (closing, fin) = {
+                let st = self.st.lock();
+                (st.phase == Phase::Closing, st.peer_fin)
+            };
+            if fin && !closing {
+                // Orderly close: the close SEND came first; end of stream after the data.
+                let mut st = self.st.lock();
+                if st.error.is_none() {
+                    st.error = Some(end_of_stream());
+                }
+            } else if closing {
+                // The peer is gone: nothing more will be acknowledged.
+                self.st.lock().closing_since = Some(Instant::now() - LINGER);
+            } else {
+                self.fault(Error::new(libc::ECONNRESET, format!("the peer {} closed the TCP side channel", self.peer)));
+            }
+        } else if n > 0 {
+            self.fault(Error::new(
+                libc::EPROTO,
+                format!(
+                    "unexpected bytes on the TCP side channel after the handshake: {}",
+                    crate::handshake::escape_bytes(&b[..n as usize])
+                ),
+            ));
+        } else {
+            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+            if e != libc::EAGAIN && e != libc::EINTR {
+                self.fault(Error::new(e, format!("TCP side channel to {}: {}", self.peer, crate::errno::errno_cstr(e).to_string_lossy())));
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ completions
+
+    /// A completion the dispatcher handed over for this connection's QP.
+    pub(super) fn on_completion(&self, w: &Wc) {
+        if w.status != 0 {
+            let e = self.qp.fault().unwrap_or_else(|| {
+                Error::new(libc::ECONNRESET, format!("completion error {}", crate::verbs::wc_status_name(w.status)))
+            });
+            self.fault(e);
+            return;
+        }
+        let mut st = self.st.lock();
+        if matches!(st.phase, Phase::Closing | Phase::Done) {
+            drop(st);
+            self.shared.disp.release_rx_addrs(&[w.wr_id as usize]);
+            return;
+        }
+        if w.byte_len == 0 {
+            st.rx.push_back(RxItem::Fin);
+            st.peer_fin = true;
+            drop(st);
+            self.shared.disp.release_rx_addrs(&[w.wr_id as usize]);
+        } else {
+            st.rx.push_back(RxItem::Data(w.wr_id as usize));
+            drop(st);
+        }
+        self.wake();
+    }
+
+    // ------------------------------------------------------------------ host API
+
+    fn sendable(&self) -> Result<()> {
+        let st = self.st.lock();
+        if let Some(e) = &st.error {
+            return Err(if st.active { e.clone() } else { Error::new(libc::EPIPE, format!("connection failed before it was established: {}", e.msg)) });
+        }
+        match st.phase {
+            Phase::Connected => Ok(()),
+            Phase::Connecting | Phase::Handshaking => {
+                Err(Error::new(libc::EAGAIN, "the handshake is still in progress: wait for the connection's fd"))
+            }
+            Phase::Closing | Phase::Done => Err(Error::new(libc::EPIPE, "the connection was closed")),
+        }
+    }
+
+    /// Registers for a wake-up when TX chunks come back.
+    fn park(&self) {
+        if !self.parked.swap(true, AcqRel) {
+            self.shared.park(self);
+        }
+    }
+    pub(super) fn unpark(&self) {
+        self.parked.store(false, Release);
+        self.wake();
+    }
+
+    /// Copies as much of `data` as TX chunks allow into SENDs; returns the
+    /// bytes accepted or EAGAIN (the fd fires when chunks come back).
+    pub fn send(&self, data: &[u8]) -> Result<usize> {
+        self.sendable()?;
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let _g = self.send_lock.lock();
+        let tx = &self.shared.disp.mem().tx;
+        let c = &self.shared.disp.env().counters;
+        // Zero-copy: the caller filled a whole TX chunk it owns.
+        if let Some(ch) = tx.chunk_by_buffer(data.as_ptr()) {
+            if ch.buffer() as *const u8 == data.as_ptr() && data.len() <= ch.capacity() as usize && ch.is_in_use() {
+                ch.set_offset(data.len() as u32);
+                self.qp.post_chunks(&[ch]).map_err(|pe| pe.err)?;
+                return Ok(data.len());
+            }
+        }
+        let bs = tx.buffer_size();
+        let mut budget = self.shared.max_inflight.saturating_sub(self.qp.tx_outstanding()) as usize;
+        if budget == 0 {
+            self.park();
+            budget = self.shared.max_inflight.saturating_sub(self.qp.tx_outstanding()) as usize;
+            if budget == 0 {
+                return Err(Error::new(libc::EAGAIN, "this connection has its maximum of TX chunks in flight"));
+            }
+        }
+        let want = data.len().div_ceil(bs).min(budget).min(MAX_CHUNKS_PER_SEND);
+        let mut ptrs = [std::ptr::null::<Chunk>(); MAX_CHUNKS_PER_SEND];
+        let got = match tx.get((want * bs).min(data.len()), &mut ptrs[..want]) {
+            Ok(n) => n,
+            Err(_) => {
+                c.tx_no_mem.fetch_add(1, Relaxed);
+                self.park();
+                match tx.get((want * bs).min(data.len()), &mut ptrs[..want]) {
+                    Ok(n) => n,
+                    Err(_) => return Err(Error::new(libc::EAGAIN, "no free TX chunk: wait for the connection's fd")),
+                }
+            }
+        };
+        let mut chunks: Vec<&Chunk> = Vec::with_capacity(got);
+        let mut off = 0;
+        for &p in &ptrs[..got] {
+            let ch = tx.chunk_at(p).expect("the pool handed out its own chunk");
+            ch.reset_write();
+            // SAFETY: we own the chunk until it is posted.
+            off += unsafe { ch.write(&data[off..]) };
+            chunks.push(ch);
+        }
+        if off < data.len() {
+            c.tx_parital_mem.fetch_add(1, Relaxed);
+        }
+        if let Err(pe) = self.qp.post_chunks(&chunks) {
+            let rest: Vec<*const Chunk> = chunks[pe.posted..].iter().map(|c| *c as *const Chunk).collect();
+            let _ = tx.put(&rest);
+            self.fault(pe.err.clone());
+            let sent: usize = chunks[..pe.posted].iter().map(|c| c.offset() as usize).sum();
+            return if sent > 0 { Ok(sent) } else { Err(pe.err) };
+        }
+        Ok(off)
+    }
+
+    /// Copies received bytes out in order; after the peer's close SEND,
+    /// end-of-stream (ECONNRESET) once everything before it was read.
+    pub fn recv(&self, out: &mut [u8]) -> Result<usize> {
+        if self.signaled.swap(false, AcqRel) {
+            self.notify.drain();
+        }
+        let rx = &self.shared.disp.mem().rx;
+        let mut done = Vec::new();
+        let mut n = 0;
+        let mut st = self.st.lock();
+        match st.phase {
+            Phase::Connected => {}
+            // Data that raced ahead of record #3 waits for the handshake (Ceph's rule).
+            Phase::Connecting | Phase::Handshaking => {
+                return Err(st.error.clone().unwrap_or_else(|| {
+                    Error::new(libc::EAGAIN, "the handshake is still in progress: wait for the connection's fd")
+                }))
+            }
+            Phase::Closing | Phase::Done => return Err(Error::new(libc::EBADF, "the connection was closed")),
+        }
+        if out.is_empty() {
+            return Ok(0);
+        }
+        while n < out.len() {
+            match st.rx.front() {
+                None => break,
+                Some(RxItem::Fin) => {
+                    if n == 0 {
+                        return Err(end_of_stream());
+                    }
+                    break;
+                }
+                Some(RxItem::Data(p)) => {
+                    let p = *p;
+                    let Some(ch) = rx.chunk_at(p as *const Chunk) else {
+                        st.rx.pop_front();
+                        continue;
+                    };
+                    // SAFETY: the chunk was delivered to this connection and is owned by it.
+                    n += unsafe { ch.read(&mut out[n..]) };
+                    if ch.size() == 0 {
+                        st.rx.pop_front();
+                        done.push(p);
+                    }
+                }
+            }
+        }
+        let more = !st.rx.is_empty();
+        let err = st.error.clone();
+        drop(st);
+        self.shared.disp.release_rx_addrs(&done);
+        if more {
+            self.wake();
+        }
+        if n > 0 {
+            Ok(n)
+        } else {
+            Err(err.unwrap_or_else(|| Error::new(libc::EAGAIN, "no data yet")))
+        }
+    }
+
+    /// The host is done with the connection: unread data is dropped; if it is
+    /// healthy the close SEND follows the data in flight, and the QP is
+    /// retired once everything was acknowledged (or after a linger timeout).
+    pub fn close(&self) {
+        let mut st = self.st.lock();
+        if matches!(st.phase, Phase::Closing | Phase::Done) {
+            return;
+        }
+        let drop_rx: Vec<usize> =
+            st.rx.drain(..).filter_map(|i| if let RxItem::Data(p) = i { Some(p) } else { None }).collect();
+        let graceful = st.phase == Phase::Connected && st.error.is_none();
+        st.phase = Phase::Closing;
+        st.closing_since = Some(Instant::now());
+        drop(st);
+        self.shared.disp.release_rx_addrs(&drop_rx);
+        if graceful {
+            if let Err(e) = self.qp.post_fin() {
+                log::debug!("connection {}: close SEND not posted: {e}", self.peer);
+                self.st.lock().closing_since = Some(Instant::now() - LINGER);
+            }
+        } else {
+            self.st.lock().closing_since = Some(Instant::now() - LINGER);
+        }
+        self.shared.kick();
+    }
+
+    /// For a closing connection: true when it may be retired now.
+    pub(super) fn close_due(&self) -> bool {
+        let st = self.st.lock();
+        match (st.phase, st.closing_since) {
+            (Phase::Closing, Some(t)) => self.qp.tx_outstanding() == 0 || st.error.is_some() || t.elapsed() >= LINGER,
+            _ => false,
+        }
+    }
+
+    /// Retires the QP (ERR + beacon) and closes the TCP socket.
+    pub(super) fn finish(&self) {
+        {
+            let mut st = self.st.lock();
+            if st.phase == Phase::Done {
+                return;
+            }
+            st.phase = Phase::Done;
+            let drop_rx: Vec<usize> =
+                st.rx.drain(..).filter_map(|i| if let RxItem::Data(p) = i { Some(p) } else { None }).collect();
+            drop(st);
+            self.shared.disp.release_rx_addrs(&drop_rx);
+        }
+        if let Err(e) = self.shared.disp.to_dead(&self.qp) {
+            log::warn!("connection {}: {e}", self.peer);
+        }
+        self.shared.ep.delete(self.tcp_fd);
+        self.tcp.lock().take();
+    }
+
+    pub(super) fn is_closing(&self) -> bool {
+        self.st.lock().phase == Phase::Closing
+    }
+}
+
+fn so_error(fd: RawFd) -> i32 {
+    let mut err: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: valid out-pointers for an int option.
+    if unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut i32).cast(), &mut len) } < 0 {
+        return std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+    }
+    err
+}

@@ -1,0 +1,368 @@
+//! `Stack`: device, pools, dispatcher and the poller that drives them —
+//! Ceph's RDMAStack with its RDMADispatcher thread ("rdma-polling"), or, with
+//! `ibstack_stack_thread = false`, driven by the host through an epoll fd.
+//!
+//! * `conn.rs` — one stream connection;
+//! * `listener.rs` — the TCP listener that creates connections at accept;
+//! * `poller.rs` — epoll and eventfd.
+
+pub mod conn;
+pub mod listener;
+pub mod poller;
+
+use crate::config::Config;
+use crate::dispatcher::Dispatcher;
+use crate::error::{Error, Result};
+use crate::handshake::Role;
+use crate::ib::Ib;
+use crate::mem::{MemoryManager, VerbsRegistrar};
+use crate::verbs::Wc;
+use conn::Conn;
+use listener::{parse_addr, set_nodelay, tcp_socket, to_sockaddr, Listener};
+use parking_lot::Mutex;
+use poller::{Epoll, EventFd};
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering::*};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+// epoll tokens of the stack's own fds; connections use their QP number.
+const TOKEN_BASE: u64 = 1 << 40;
+const TOKEN_WAKE: u64 = TOKEN_BASE;
+const TOKEN_TX_CQ: u64 = TOKEN_BASE + 1;
+const TOKEN_RX_CQ: u64 = TOKEN_BASE + 2;
+const TOKEN_ASYNC: u64 = TOKEN_BASE + 3;
+/// How long the poller sleeps when idle before checking for shutdown.
+const SLEEP_MS: i32 = 100;
+/// While busy, TCP sockets and closing connections are checked this often.
+const FD_CHECK: Duration = Duration::from_micros(200);
+
+pub struct Shared {
+    pub(crate) disp: Arc<Dispatcher>,
+    pub(crate) ep: Epoll,
+    wake: EventFd,
+    conns: Mutex<HashMap<u32, Arc<Conn>>>,
+    pending: Mutex<Vec<Weak<Conn>>>,
+    stop: AtomicBool,
+    threaded: bool,
+    pub(crate) max_inflight: u32,
+    polling: Duration,
+    /// Serializes iterations (the thread, or host calls in host-driven mode).
+    iter_lock: Mutex<()>,
+    /// Set by `kick`: the next iteration checks the fds even when busy.
+    kicked: AtomicBool,
+    /// Last time the fds were checked during busy polling.
+    last_fd_check: Mutex<Instant>,
+    /// Last iteration that did work (host-driven busy-poll window).
+    last_work: Mutex<Instant>,
+}
+
+pub struct Stack {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Stack {
+    /// Opens the device, builds the pools and the dispatcher, and starts the
+    /// polling thread unless `ibstack_stack_thread` is false.
+    pub fn new(cfg: &Config) -> Result<Stack> {
+        crate::prereq::global_init(cfg)?;
+        let ib = Arc::new(Ib::open(cfg)?);
+        let reg = Arc::new(VerbsRegistrar::new(ib.pd().clone()));
+        let mem = Arc::new(MemoryManager::new(ib.config(), ib.tx_queue_len(), reg)?);
+        let tx_total = ib.tx_queue_len();
+        let disp = Arc::new(Dispatcher::new(ib, mem)?);
+        let ep = Epoll::new()?;
+        let wake = EventFd::new()?;
+        let [tx_fd, rx_fd, async_fd] = disp.wait_fds();
+        let inn = libc::EPOLLIN as u32;
+        ep.add(wake.fd(), inn, TOKEN_WAKE)?;
+        ep.add(tx_fd, inn, TOKEN_TX_CQ)?;
+        ep.add(rx_fd, inn, TOKEN_RX_CQ)?;
+        ep.add(async_fd, inn, TOKEN_ASYNC)?;
+        let max_inflight = if cfg.max_inflight_per_conn == 0 { (tx_total / 2).max(1) } else { cfg.max_inflight_per_conn };
+        let shared = Arc::new(Shared {
+            disp,
+            ep,
+            wake,
+            conns: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Vec::new()),
+            stop: AtomicBool::new(false),
+            threaded: cfg.stack_thread,
+            max_inflight,
+            polling: Duration::from_micros(cfg.polling_us as u64),
+            iter_lock: Mutex::new(()),
+            kicked: AtomicBool::new(true),
+            last_fd_check: Mutex::new(Instant::now()),
+            last_work: Mutex::new(Instant::now()),
+        });
+        let thread = if cfg.stack_thread {
+            let s = shared.clone();
+            Some(
+                std::thread::Builder::new()
+                    .name("rdma-polling".into())
+                    .spawn(move || s.run())
+                    .map_err(|e| Error::new(e.raw_os_error().unwrap_or(libc::EAGAIN), format!("starting the polling thread: {e}")))?,
+            )
+        } else {
+            None
+        };
+        Ok(Stack { shared, thread })
+    }
+
+    pub fn dispatcher(&self) -> &Arc<Dispatcher> {
+        &self.shared.disp
+    }
+
+    /// The epoll fd a host event loop waits on in host-driven mode.
+    pub fn fd(&self) -> i32 {
+        self.shared.ep.fd()
+    }
+
+    /// Host-driven mode: runs iterations until idle. Within
+    /// `ms_async_rdma_polling_us` of the last activity it returns `true`
+    /// ("busy: call again soon", nothing armed); after that it arms the CQs
+    /// and returns `false`: the fd will fire on new work, the caller may sleep.
+    /// EINVAL when the stack has its own thread.
+    pub fn poll(&self) -> Result<bool> {
+        if self.shared.threaded {
+            return Err(Error::inval(
+                "this stack runs its own polling thread; set ibstack_stack_thread = false to drive it with ibstack_stack_poll",
+            ));
+        }
+        let sh = &self.shared;
+        loop {
+            let mut worked = false;
+            while sh.iterate(true)? {
+                worked = true;
+            }
+            if worked {
+                *sh.last_work.lock() = Instant::now();
+            }
+            if sh.last_work.lock().elapsed() < sh.polling {
+                return Ok(true);
+            }
+            // Going to sleep: look at the fds once more, then arm.
+            sh.kicked.store(true, Release);
+            if sh.iterate(true)? {
+                continue;
+            }
+            if !sh.disp.arm()? {
+                return Ok(false);
+            }
+        }
+    }
+
+    pub fn listen(&self, ip: &str, port: u16) -> Result<Listener> {
+        Listener::bind(self.shared.clone(), ip, port)
+    }
+
+    /// Non-blocking TCP connect, QP created now; the handshake continues in
+    /// the poller.
+    pub fn connect(&self, ip: &str, port: u16) -> Result<Arc<Conn>> {
+        let addr = parse_addr(ip, port)?;
+        let tcp = tcp_socket(&addr)?;
+        set_nodelay(tcp.as_raw_fd());
+        let (ss, len) = to_sockaddr(&addr);
+        // SAFETY: ss holds a valid address of len bytes.
+        if unsafe { libc::connect(tcp.as_raw_fd(), (&ss as *const libc::sockaddr_storage).cast(), len) } < 0 {
+            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+            if e != libc::EINPROGRESS {
+                return Err(Error::new(e, format!("TCP connect to {addr}: {}", crate::errno::errno_cstr(e).to_string_lossy())));
+            }
+        }
+        let qp = self.shared.disp.create_qp()?;
+        let conn = match Conn::new(self.shared.clone(), qp.clone(), tcp, Role::Connector, addr.to_string(), true) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.shared.disp.to_dead(&qp);
+                return Err(e);
+            }
+        };
+        self.shared.register(&conn)?;
+        Ok(conn)
+    }
+
+    /// Connections not fully torn down yet (closing ones included).
+    pub fn conn_count(&self) -> usize {
+        self.shared.conns.lock().len()
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Release);
+        self.shared.wake.notify();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let conns: Vec<_> = self.shared.conns.lock().drain().map(|(_, c)| c).collect();
+        for c in conns {
+            c.close();
+            c.finish();
+        }
+        self.shared.disp.shutdown(Duration::from_secs(2));
+    }
+}
+
+impl Shared {
+    pub(super) fn register(&self, c: &Arc<Conn>) -> Result<()> {
+        self.conns.lock().insert(c.qp_num(), c.clone());
+        let interest = c.tcp_interest();
+        if let Err(e) = self.ep.add(c.tcp_fd(), interest, c.qp_num() as u64) {
+            self.conns.lock().remove(&c.qp_num());
+            c.finish();
+            return Err(e);
+        }
+        self.kick();
+        Ok(())
+    }
+
+    /// Wakes the poller (it may be asleep in epoll).
+    pub(super) fn kick(&self) {
+        self.kicked.store(true, Release);
+        self.wake.notify();
+    }
+
+    pub(super) fn park(&self, c: &Conn) {
+        let Some(arc) = self.conns.lock().get(&c.qp_num()).cloned() else { return };
+        let mut p = self.pending.lock();
+        p.push(Arc::downgrade(&arc));
+        self.disp.env().counters.pending_sent_conns.store(p.len() as u64, Relaxed);
+    }
+
+    fn wake_pending(&self) {
+        let list = std::mem::take(&mut *self.pending.lock());
+        self.disp.env().counters.pending_sent_conns.store(0, Relaxed);
+        for w in list {
+            if let Some(c) = w.upgrade() {
+                c.unpark();
+            }
+        }
+    }
+
+    fn conn(&self, qpn: u32) -> Option<Arc<Conn>> {
+        self.conns.lock().get(&qpn).cloned()
+    }
+
+    /// One pass: completions, TCP events (without waiting), closing
+    /// connections. Returns true when anything happened.
+    fn iterate(&self, _host: bool) -> Result<bool> {
+        let _g = self.iter_lock.lock();
+        let mut wc = [Wc::default(); 64];
+        let o = self.disp.poll(&mut wc)?;
+        for w in &wc[..o.delivered] {
+            match self.conn(w.qp_num) {
+                Some(c) => c.on_completion(w),
+                None => {
+                    if w.status == 0 {
+                        self.disp.release_rx_addrs(&[w.wr_id as usize]);
+                    }
+                }
+            }
+        }
+        if o.tx_returned > 0 {
+            self.wake_pending();
+        }
+        // The TCP sockets (handshakes, EOF) need an epoll_wait syscall: while
+        // completions flow, look at them only every FD_CHECK or when kicked.
+        let mut tcp = 0;
+        let due = self.kicked.swap(false, AcqRel) || {
+            let mut last = self.last_fd_check.lock();
+            let due = last.elapsed() >= FD_CHECK;
+            if due {
+                *last = Instant::now();
+            }
+            due
+        };
+        if due {
+            tcp = self.poll_fds(0)?;
+            self.retire_closed();
+        }
+        Ok(!o.idle || o.delivered > 0 || tcp > 0)
+    }
+
+    /// Handles ready fds (TCP sockets of connections, channel events, the
+    /// wake fd). Returns how many connection sockets were serviced.
+    fn poll_fds(&self, timeout_ms: i32) -> Result<usize> {
+        // SAFETY: zeroed epoll_event is valid.
+        let mut evs: [libc::epoll_event; 64] = unsafe { std::mem::zeroed() };
+        let n = self.ep.wait(&mut evs, timeout_ms)?;
+        let mut serviced = 0;
+        for ev in &evs[..n] {
+            let (token, events) = (ev.u64, ev.events);
+            match token {
+                TOKEN_WAKE => self.wake.drain(),
+                TOKEN_TX_CQ | TOKEN_RX_CQ => self.disp.consume_channel_events(),
+                TOKEN_ASYNC => self.disp.handle_async_events(),
+                qpn => {
+                    if let Some(c) = self.conn(qpn as u32) {
+                        serviced += 1;
+                        c.on_tcp_event(events);
+                        let want = c.tcp_interest();
+                        if want == 0 {
+                            self.ep.delete(c.tcp_fd());
+                        } else {
+                            let _ = self.ep.modify(c.tcp_fd(), want, qpn);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(serviced)
+    }
+
+    /// Retires closing connections whose sends were all acknowledged.
+    fn retire_closed(&self) {
+        let due: Vec<Arc<Conn>> = {
+            let conns = self.conns.lock();
+            conns.values().filter(|c| c.is_closing() && c.close_due()).cloned().collect()
+        };
+        for c in due {
+            self.conns.lock().remove(&c.qp_num());
+            c.finish();
+        }
+    }
+
+    /// The polling thread: busy-poll for `ms_async_rdma_polling_us` after
+    /// the last activity, then arm the CQs and sleep in epoll.
+    fn run(self: Arc<Self>) {
+        let counters = self.disp.env().counters.clone();
+        let mut last_work = Instant::now();
+        counters.polling.store(1, Relaxed);
+        loop {
+            let stopping = self.stop.load(Acquire);
+            match self.iterate(false) {
+                Ok(true) => {
+                    last_work = Instant::now();
+                    continue;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    log::error!("polling thread: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+            if stopping {
+                break;
+            }
+            if last_work.elapsed() < self.polling {
+                std::hint::spin_loop();
+                continue;
+            }
+            match self.disp.arm() {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(e) => log::error!("arming the completion queues: {e}"),
+            }
+            counters.polling.store(0, Relaxed);
+            if let Err(e) = self.poll_fds(SLEEP_MS) {
+                log::error!("polling thread: {e}");
+            }
+            counters.polling.store(1, Relaxed);
+            last_work = Instant::now();
+        }
+        counters.polling.store(0, Relaxed);
+    }
+}
