@@ -137,21 +137,35 @@ static const char *conn_msg(const ibstack_conn *c) {
     return buf;
 }
 
-/* host-driven stacks (ibstack_stack_thread=false) must be polled while waiting */
+/* Host-driven stacks (ibstack_stack_thread=false) must be polled while waiting. While
+ * ibstack_stack_poll returns 1 it busy-polls (CQs not armed): call it again without
+ * sleeping on its fd. */
+static int hd_busy;
+
+static int hd_poll(ibstack_stack *s) {
+    int r = ibstack_stack_poll(s);
+    if (r < 0) printf("# ibstack_stack_poll returned %d: %s\n", r, h_last_error());
+    hd_busy = r == 1;
+    return r;
+}
+
+/* how long a host-driven loop may sleep: not at all while the stack busy-polls */
+static inline int hd_timeout(int hd, int ms) { return hd && hd_busy ? 0 : ms; }
+
 static void stack_service(ibstack_stack *s, int hd, int ms) {
     if (!hd) {
         usleep(ms * 1000);
         return;
     }
     struct pollfd p = {.fd = ibstack_stack_fd(s), .events = POLLIN};
-    poll(&p, 1, ms);
-    ibstack_stack_poll(s);
+    poll(&p, 1, hd_timeout(hd, ms));
+    hd_poll(s);
 }
 
 /* waits until the stack has no QP and no connection left; returns the QP count */
 static int wait_torn_down(ibstack_stack *s, int hd, double secs) {
     double end = now_s() + secs;
-    if (hd) ibstack_stack_poll(s);
+    if (hd) hd_poll(s);
     while ((ibstack_stack_qp_count(s) > 0 || ibstack_stack_conn_count(s) > 0) && now_s() < end) stack_service(s, hd, 10);
     return ibstack_stack_qp_count(s);
 }
@@ -283,8 +297,8 @@ static int conn_wait_connected(ibstack_stack *s, int hd, const ibstack_conn *c, 
         int r = ibstack_conn_is_connected(c);
         if (r != 0 || now_s() > end) return r;
         struct pollfd p[2] = {{.fd = ibstack_conn_fd(c), .events = POLLIN}, {.fd = hd ? ibstack_stack_fd(s) : -1, .events = POLLIN}};
-        poll(p, 2, 20);
-        if (hd) ibstack_stack_poll(s);
+        poll(p, 2, hd_timeout(hd, 20));
+        if (hd) hd_poll(s);
     }
 }
 
@@ -295,8 +309,8 @@ static int accept_wait(ibstack_stack *s, int hd, ibstack_listener *l, double sec
         int r = ibstack_accept(l, out);
         if (r != -EAGAIN || now_s() > end) return r;
         struct pollfd p[2] = {{.fd = ibstack_listener_fd(l), .events = POLLIN}, {.fd = hd ? ibstack_stack_fd(s) : -1, .events = POLLIN}};
-        poll(p, 2, 20);
-        if (hd) ibstack_stack_poll(s);
+        poll(p, 2, hd_timeout(hd, 20));
+        if (hd) hd_poll(s);
     }
 }
 
@@ -372,7 +386,7 @@ static int echo_serve(ibstack_stack *s, int hd, ibstack_listener *l, int expect,
         ev.events = EPOLLIN;
         ev.data.ptr = TAG_STACK;
         epoll_ctl(ep, EPOLL_CTL_ADD, ibstack_stack_fd(s), &ev);
-        ibstack_stack_poll(s);
+        hd_poll(s);
     }
     echo_peer *peers = calloc((size_t)expect, sizeof *peers);
     int accepted = 0, finished = 0, clean = 0, accept_pending = 1;
@@ -406,14 +420,14 @@ static int echo_serve(ibstack_stack *s, int hd, ibstack_listener *l, int expect,
             if (r != -EAGAIN) printf("# server: accept returned %d (%s): %s\n", r, ibstack_strerror(r), h_last_error());
         }
         struct epoll_event evs[32];
-        int n = epoll_wait(ep, evs, 32, 100);
+        int n = epoll_wait(ep, evs, 32, hd_timeout(hd, 100));
+        if (hd && hd_busy) hd_poll(s);
         for (int i = 0; i < n; i++) {
             void *tag = evs[i].data.ptr;
             if (tag == TAG_LISTENER) {
                 accept_pending = 1;
             } else if (tag == TAG_STACK) {
-                int r = ibstack_stack_poll(s);
-                if (r < 0) printf("# server: ibstack_stack_poll returned %d: %s\n", r, h_last_error());
+                hd_poll(s);
             } else {
                 echo_peer *p = tag;
                 if (p->done) continue;
@@ -528,7 +542,7 @@ static int run_clients(ibstack_stack *s, int hd, echo_client *e, int n, double s
     if (hd) {
         struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL}; /* level-triggered */
         epoll_ctl(ep, EPOLL_CTL_ADD, ibstack_stack_fd(s), &ev);
-        ibstack_stack_poll(s);
+        hd_poll(s);
     }
     int finished = 0;
     for (int i = 0; i < n; i++) {
@@ -548,12 +562,12 @@ static int run_clients(ibstack_stack *s, int hd, echo_client *e, int n, double s
     uint64_t last_moved = 0;
     while (over < n) {
         struct epoll_event evs[32];
-        int k = epoll_wait(ep, evs, 32, 100);
+        int k = epoll_wait(ep, evs, 32, hd_timeout(hd, 100));
+        if (hd && hd_busy) hd_poll(s);
         for (int i = 0; i < k; i++) {
             echo_client *c = evs[i].data.ptr;
             if (!c) {
-                int r = ibstack_stack_poll(s);
-                if (r < 0) printf("# client: ibstack_stack_poll returned %d: %s\n", r, h_last_error());
+                hd_poll(s);
                 continue;
             }
             if (c->done || c->failed) continue;
