@@ -71,6 +71,39 @@ elif [ "$mode" = vm ]; then
         for s in one two kill; do run "test_qp_rxe $s $q (so)" "$build/test_qp_rxe.so" $s $q; done
     done
     run "test_qp_rxe two srq (a)" "$build/test_qp_rxe.a" two srq
+    # connections: each mode forks its peers; echo moves 100 MB each way per run
+    for q in srq nosrq; do
+        for n in 1 8; do run "test_conn_rxe echo $q $n (so)" "$build/test_conn_rxe.so" echo $q $n; done
+        run "test_conn_rxe backpressure $q (so)" "$build/test_conn_rxe.so" backpressure $q
+        for side in connector acceptor; do run "test_conn_rxe close $q $side (so)" "$build/test_conn_rxe.so" close $q $side; done
+        for m in race banner hostdriven; do run "test_conn_rxe $m $q (so)" "$build/test_conn_rxe.so" $m $q; done
+    done
+    run "test_conn_rxe echo srq 8, 10 MB (a)" "$build/test_conn_rxe.a" echo srq 8 10000000
+    # the examples, as the README demo runs them: one server, two clients (1 + 4 connections)
+    ex_opts="-o ms_async_rdma_device_name=rxe0 -o ms_async_rdma_gid_idx=1 -o ms_async_rdma_buffer_size=16384 \
+        -o ms_async_rdma_send_buffers=256 -o ms_async_rdma_receive_queue_len=128 -o ms_async_rdma_receive_buffers=2048"
+    es_out=$(mktemp)
+    "$build/echo_server" -n 5 $ex_opts 10.99.0.1 0 > "$es_out" 2>&1 &
+    es_pid=$!
+    port=""
+    for i in $(seq 50); do
+        port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$es_out")
+        [ -n "$port" ] && break
+        sleep 0.2
+    done
+    run "examples: echo_client, 20 MB over 1 connection" sh -c "'$build/echo_client' $ex_opts 10.99.0.1 '$port' 20M 1 &&
+        echo 'ok - echo_client 20M 1' || echo 'not ok - echo_client 20M 1'"
+    run "examples: echo_client, 20 MB over 4 connections" sh -c "'$build/echo_client' $ex_opts 10.99.0.1 '$port' 20M 4 &&
+        echo 'ok - echo_client 20M 4' || echo 'not ok - echo_client 20M 4'"
+    i=0
+    while kill -0 $es_pid 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+    kill -0 $es_pid 2>/dev/null && kill $es_pid
+    wait $es_pid
+    es_rc=$?
+    echo "# --- echo_server output"
+    cat "$es_out"
+    rm -f "$es_out"
+    check "examples: echo_server served both clients and exited (status $es_rc)" test "$es_rc" -eq 0
 else
     echo "usage: $0 host|vm BUILD STAGE" >&2; exit 2
 fi
