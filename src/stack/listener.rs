@@ -135,15 +135,7 @@ impl Listener {
         let tcp = unsafe { OwnedFd::from_raw_fd(fd) };
         set_nodelay(fd);
         let peer = from_sockaddr(&ss).map(|a| a.to_string()).unwrap_or_else(|| "?".into());
-        let qp = self.shared.disp.create_qp().map_err(|e| e.context(format_args!("accepting a connection from {peer}")))?;
-        let conn = match Conn::new(self.shared.clone(), qp.clone(), tcp, Role::Acceptor, peer, false) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = self.shared.disp.to_dead(&qp);
-                return Err(e);
-            }
-        };
-        self.shared.register(&conn)?;
-        Ok(conn)
+        let what = format!("accepting a connection from {peer}");
+        self.shared.adopt(tcp, Role::Acceptor, peer).map_err(|e| e.context(what))
     }
 }

@@ -173,16 +173,7 @@ impl Stack {
                 return Err(Error::new(e, format!("TCP connect to {addr}: {}", crate::errno::errno_cstr(e).to_string_lossy())));
             }
         }
-        let qp = self.shared.disp.create_qp()?;
-        let conn = match Conn::new(self.shared.clone(), qp.clone(), tcp, Role::Connector, addr.to_string(), true) {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = self.shared.disp.to_dead(&qp);
-                return Err(e);
-            }
-        };
-        self.shared.register(&conn)?;
-        Ok(conn)
+        self.shared.adopt(tcp, Role::Connector, addr.to_string())
     }
 
     /// Connections not fully torn down yet (closing ones included).
@@ -208,6 +199,21 @@ impl Drop for Stack {
 }
 
 impl Shared {
+    /// Creates the QP (INIT) and the connection for a TCP socket and hands
+    /// it to the poller (a connector's socket is still connecting).
+    pub(super) fn adopt(self: &Arc<Self>, tcp: std::os::fd::OwnedFd, role: Role, peer: String) -> Result<Arc<Conn>> {
+        let qp = self.disp.create_qp()?;
+        let conn = match Conn::new(self.clone(), qp.clone(), tcp, role, peer, role == Role::Connector) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = self.disp.to_dead(&qp);
+                return Err(e);
+            }
+        };
+        self.register(&conn)?;
+        Ok(conn)
+    }
+
     pub(super) fn register(&self, c: &Arc<Conn>) -> Result<()> {
         self.conns.lock().insert(c.qp_num(), c.clone());
         let interest = c.tcp_interest();
