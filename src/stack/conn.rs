@@ -22,6 +22,10 @@ use std::time::Instant;
 /// Longest a closing connection waits for its data and close SEND to be
 /// acknowledged before the QP is retired anyway (a dead peer never acks).
 const LINGER: std::time::Duration = std::time::Duration::from_secs(10);
+/// After a TCP EOF without the close SEND, how long completions may still
+/// bring it (the peer closes TCP once its close SEND was acknowledged, which
+/// can be before this side polled the last receives).
+const EOF_GRACE: std::time::Duration = std::time::Duration::from_millis(300);
 /// Chunks copied and posted by one `send` call at most.
 const MAX_CHUNKS_PER_SEND: usize = 64;
 
@@ -54,6 +58,10 @@ struct State {
     closing_since: Option<Instant>,
     /// The peer's close SEND arrived (its TCP EOF is then expected).
     peer_fin: bool,
+    /// TCP EOF seen before the close SEND: the peer may have closed in order
+    /// with its last SENDs not polled here yet, or it died. Decided after
+    /// EOF_GRACE.
+    tcp_eof: Option<Instant>,
 }
 
 pub struct Conn {
@@ -98,6 +106,7 @@ impl Conn {
                 rx: VecDeque::new(),
                 closing_since: None,
                 peer_fin: false,
+                tcp_eof: None,
             }),
             send_lock: Mutex::new(()),
             parked: AtomicBool::new(false),
@@ -182,7 +191,7 @@ impl Conn {
                 base | if w == libc::POLLOUT { libc::EPOLLOUT as u32 } else { libc::EPOLLIN as u32 }
             }
             Phase::Connected | Phase::Closing => {
-                if st.error.is_some() {
+                if st.error.is_some() || st.tcp_eof.is_some() {
                     0
                 } else {
                     base | libc::EPOLLIN as u32
@@ -265,7 +274,7 @@ impl Conn {
                 // The peer is gone: nothing more will be acknowledged.
                 self.st.lock().closing_since = Some(Instant::now() - LINGER);
             } else {
-                self.fault(Error::new(libc::ECONNRESET, format!("the peer {} closed the TCP side channel", self.peer)));
+                self.st.lock().tcp_eof.get_or_insert_with(Instant::now);
             }
         } else if n > 0 {
             self.fault(Error::new(
@@ -493,6 +502,33 @@ impl Conn {
             self.st.lock().closing_since = Some(Instant::now() - LINGER);
         }
         self.shared.kick();
+    }
+
+    /// A TCP EOF without the close SEND: once the grace period passed with
+    /// no close SEND, the peer died (or was killed) — fault. Called by the poller.
+    pub(super) fn check_eof(&self) {
+        let (eof, fin) = {
+            let st = self.st.lock();
+            (st.tcp_eof, st.peer_fin)
+        };
+        let Some(t) = eof else { return };
+        if fin {
+            let mut st = self.st.lock();
+            st.tcp_eof = None;
+            if st.error.is_none() {
+                st.error = Some(end_of_stream());
+            }
+        } else if t.elapsed() >= EOF_GRACE {
+            self.st.lock().tcp_eof = None;
+            self.fault(Error::new(
+                libc::ECONNRESET,
+                format!("the peer {} closed the TCP side channel without its close SEND (process gone?)", self.peer),
+            ));
+        }
+    }
+
+    pub(super) fn eof_pending(&self) -> bool {
+        self.st.lock().tcp_eof.is_some()
     }
 
     /// For a closing connection: true when it may be retired now.

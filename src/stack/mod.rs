@@ -321,10 +321,16 @@ impl Shared {
 
     /// Retires closing connections whose sends were all acknowledged.
     fn retire_closed(&self) {
-        let due: Vec<Arc<Conn>> = {
+        let (due, eof): (Vec<Arc<Conn>>, Vec<Arc<Conn>>) = {
             let conns = self.conns.lock();
-            conns.values().filter(|c| c.is_closing() && c.close_due()).cloned().collect()
+            (
+                conns.values().filter(|c| c.is_closing() && c.close_due()).cloned().collect(),
+                conns.values().filter(|c| c.eof_pending()).cloned().collect(),
+            )
         };
+        for c in eof {
+            c.check_eof();
+        }
         for c in due {
             self.conns.lock().remove(&c.qp_num());
             c.finish();
