@@ -309,16 +309,23 @@ static int acceptor_child(int fd, int srq, int expect_messages) {
     return bad;
 }
 
-static void two_processes(int srq) {
-    int fc, fa;
-    CHECK_RC(tcp_pair(&fc, &fa), 0, "TCP pair before fork");
+/* forks acceptor_child on one end of a fresh TCP pair; *fc is the parent's end */
+static pid_t spawn_acceptor(int srq, int expect_messages, int *fc) {
+    int fa;
+    CHECK_RC(tcp_pair(fc, &fa), 0, "TCP pair before fork");
     fflush(stdout);
     pid_t pid = fork();
     if (pid == 0) {
-        close(fc);
-        _exit(acceptor_child(fa, srq, MESSAGES));
+        close(*fc);
+        _exit(acceptor_child(fa, srq, expect_messages));
     }
     close(fa);
+    return pid;
+}
+
+static void two_processes(int srq) {
+    int fc;
+    pid_t pid = spawn_acceptor(srq, MESSAGES, &fc);
     rig r;
     CHECK_RC(rig_open(&r, srq, NULL), 0, "parent rig (%s)", srq ? "SRQ" : "per-QP RQ");
     ibstack_qp *q;
@@ -347,15 +354,8 @@ static void two_processes(int srq) {
 }
 
 static void killed_peer(int srq) {
-    int fc, fa;
-    CHECK_RC(tcp_pair(&fc, &fa), 0, "TCP pair before fork");
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-        close(fc);
-        _exit(acceptor_child(fa, srq, 1 << 30));
-    }
-    close(fa);
+    int fc;
+    pid_t pid = spawn_acceptor(srq, 1 << 30, &fc);
     rig r;
     CHECK_RC(rig_open(&r, srq, NULL), 0, "parent rig (%s)", srq ? "SRQ" : "per-QP RQ");
     ibstack_mem_stats base = stats(&r);

@@ -64,6 +64,13 @@ struct State {
     tcp_eof: Option<Instant>,
 }
 
+impl State {
+    /// Empties the receive queue, returning the buffers to give back.
+    fn take_rx_chunks(&mut self) -> Vec<usize> {
+        self.rx.drain(..).filter_map(|i| if let RxItem::Data(p) = i { Some(p) } else { None }).collect()
+    }
+}
+
 pub struct Conn {
     pub(super) shared: Arc<Shared>,
     pub(super) qp: Arc<QueuePair>,
@@ -486,8 +493,7 @@ impl Conn {
         if matches!(st.phase, Phase::Closing | Phase::Done) {
             return;
         }
-        let drop_rx: Vec<usize> =
-            st.rx.drain(..).filter_map(|i| if let RxItem::Data(p) = i { Some(p) } else { None }).collect();
+        let drop_rx = st.take_rx_chunks();
         let graceful = st.phase == Phase::Connected && st.error.is_none();
         st.phase = Phase::Closing;
         st.closing_since = Some(Instant::now());
@@ -548,8 +554,7 @@ impl Conn {
                 return;
             }
             st.phase = Phase::Done;
-            let drop_rx: Vec<usize> =
-                st.rx.drain(..).filter_map(|i| if let RxItem::Data(p) = i { Some(p) } else { None }).collect();
+            let drop_rx = st.take_rx_chunks();
             drop(st);
             self.shared.disp.release_rx_addrs(&drop_rx);
         }

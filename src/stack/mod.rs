@@ -135,7 +135,7 @@ impl Stack {
         let sh = &self.shared;
         loop {
             let mut worked = false;
-            while sh.iterate(true)? {
+            while sh.iterate()? {
                 worked = true;
             }
             if worked {
@@ -146,7 +146,7 @@ impl Stack {
             }
             // Going to sleep: look at the fds once more, then arm.
             sh.kicked.store(true, Release);
-            if sh.iterate(true)? {
+            if sh.iterate()? {
                 continue;
             }
             if !sh.disp.arm()? {
@@ -255,17 +255,13 @@ impl Shared {
 
     /// One pass: completions, TCP events (without waiting), closing
     /// connections. Returns true when anything happened.
-    fn iterate(&self, _host: bool) -> Result<bool> {
+    fn iterate(&self) -> Result<bool> {
         let mut wc = self.iter_lock.lock();
         let o = self.disp.poll(&mut wc[..])?;
         for w in &wc[..o.delivered] {
             match self.conn(w.qp_num) {
                 Some(c) => c.on_completion(w),
-                None => {
-                    if w.status == 0 {
-                        self.disp.release_rx_addrs(&[w.wr_id as usize]);
-                    }
-                }
+                None => self.disp.release_delivered(std::slice::from_ref(w)),
             }
         }
         if o.tx_returned > 0 {
@@ -345,7 +341,7 @@ impl Shared {
         counters.polling.store(1, Relaxed);
         loop {
             let stopping = self.stop.load(Acquire);
-            match self.iterate(false) {
+            match self.iterate() {
                 Ok(true) => {
                     last_work = Stamp::now();
                     continue;

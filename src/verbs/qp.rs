@@ -2,7 +2,7 @@
 //! attribute values, queries, and posting. Every post and modify reports the
 //! verbs return value, never `errno`.
 
-use super::srq::{post_recv_chain, PostError, RecvWr};
+use super::srq::{accepted, post_recv_chain, PostError, RecvWr};
 use super::{check_ret, errno_err, Cq, Pd, Srq};
 use crate::error::Result;
 use crate::qp_validate::{QpState, RtrAttrs};
@@ -221,15 +221,7 @@ impl RawQp {
         let mut bad: *mut sys::ibv_send_wr = std::ptr::null_mut();
         // SAFETY: qp live; the chain is valid for the call. Returns an errno value.
         let ret = unsafe { sys::ibv_post_send(self.qp, reqs.as_mut_ptr(), &mut bad) };
-        check_ret("ibv_post_send", ret).map_err(|err| {
-            let posted = if bad.is_null() {
-                0
-            } else {
-                // SAFETY: bad points into `reqs`.
-                (unsafe { bad.offset_from(reqs.as_ptr()) }).clamp(0, n as isize) as usize
-            };
-            PostError { posted, err }
-        })
+        check_ret("ibv_post_send", ret).map_err(|err| PostError { posted: accepted(&reqs, bad), err })
     }
 
     /// Posts receive buffers to this QP's own receive queue (no SRQ).

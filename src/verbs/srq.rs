@@ -21,6 +21,15 @@ pub struct PostError {
     pub err: Error,
 }
 
+/// How many requests of `chain` the provider accepted, from the `bad`
+/// pointer it returned (the first rejected element; NULL = none accepted).
+pub(crate) fn accepted<T>(chain: &[T], bad: *const T) -> usize {
+    if bad.is_null() {
+        return 0;
+    }
+    ((bad as usize).saturating_sub(chain.as_ptr() as usize) / std::mem::size_of::<T>().max(1)).min(chain.len())
+}
+
 /// Posts `wrs` as one chain with `post`, which is `ibv_post_recv` or
 /// `ibv_post_srq_recv` (both return their errno value and report the first
 /// rejected request through `bad`).
@@ -47,16 +56,11 @@ pub(crate) fn post_recv_chain(
     }
     let mut bad: *mut sys::ibv_recv_wr = std::ptr::null_mut();
     let ret = post(reqs.as_mut_ptr(), &mut bad);
+    let bad = bad as *const sys::ibv_recv_wr;
     match check_ret(call, ret) {
         Ok(()) => Ok(()),
         Err(err) => {
-            let posted = if bad.is_null() {
-                0
-            } else {
-                // SAFETY: bad points into `reqs` (the provider returns an element of our chain).
-                (unsafe { bad.offset_from(reqs.as_ptr()) }).clamp(0, reqs.len() as isize) as usize
-            };
-            Err(PostError { posted, err })
+            Err(PostError { posted: accepted(&reqs, bad), err })
         }
     }
 }
@@ -106,5 +110,19 @@ impl Drop for Srq {
         if let Err(e) = check_ret("ibv_destroy_srq", unsafe { sys::ibv_destroy_srq(self.srq) }) {
             log::error!("{} (SRQ leaked)", e.msg);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::accepted;
+
+    #[test]
+    fn accepted_counts_the_requests_before_the_rejected_one() {
+        let chain = [0u64; 5];
+        assert_eq!(accepted(&chain, std::ptr::null()), 0);
+        assert_eq!(accepted(&chain, &chain[0]), 0);
+        assert_eq!(accepted(&chain, &chain[3]), 3);
+        assert_eq!(accepted(&chain, chain.as_ptr().wrapping_add(9)), 5);
     }
 }
