@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::config::json_string;
+use crate::text::json_string;
 
 /// Most events kept per timeline.
 const MAX_EVENTS: usize = 64;

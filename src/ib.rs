@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::text::gid_to_string;
 use crate::verbs::device::mtu_bytes;
 use crate::verbs::{Context, DeviceAttr, DeviceList, GidEntry, GidType, LinkLayer, Pd, PortAttr, PortState};
 use std::sync::Arc;
@@ -19,11 +20,6 @@ pub struct Ib {
     gid: GidEntry,
     tx_queue_len: u32,
     rx_queue_len: u32,
-}
-
-/// 16 GID bytes as `ibv_devinfo` prints them: eight groups of 4 hex digits.
-pub fn gid_to_string(gid: &[u8; 16]) -> String {
-    gid.chunks(2).map(|c| format!("{:02x}{:02x}", c[0], c[1])).collect::<Vec<_>>().join(":")
 }
 
 fn no_device_message() -> String {
@@ -311,14 +307,6 @@ impl Ib {
 mod tests {
     use super::*;
 
-    #[test]
-    fn gid_formatting_matches_ibv_devinfo() {
-        let mut g = [0u8; 16];
-        g[10] = 0xff;
-        g[11] = 0xff;
-        g[12..].copy_from_slice(&[10, 99, 0, 1]);
-        assert_eq!(gid_to_string(&g), "0000:0000:0000:0000:0000:ffff:0a63:0001");
-    }
 
     #[test]
     fn iwarp_and_cm_are_refused_with_a_reason() {

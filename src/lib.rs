@@ -26,8 +26,9 @@ pub mod mem;
 pub mod prereq;
 pub mod qp;
 pub mod qpn_map;
-pub mod qp_validate;
 pub mod stack;
+pub mod sys;
+pub mod text;
 pub mod verbs;
 
 pub use errno::errno_name;

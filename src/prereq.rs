@@ -54,21 +54,7 @@ impl Memlock {
     }
 }
 
-/// "131072 bytes (128.0 KiB)".
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
-    if b < 1024 {
-        return format!("{b} bytes");
-    }
-    let mut v = b as f64;
-    let mut u = 0;
-    v /= 1024.0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    format!("{b} bytes ({v:.1} {})", UNITS[u])
-}
+use crate::text::human_bytes;
 
 /// The operator's fixes for a memlock limit that is too low.
 pub const MEMLOCK_FIXES: &str = "raise the limit: set LimitMEMLOCK=infinity in the daemon's systemd unit \
@@ -210,10 +196,4 @@ mod tests {
         assert_eq!(configured_pin_bytes(&c), None);
     }
 
-    #[test]
-    fn human_bytes_formats() {
-        assert_eq!(human_bytes(100), "100 bytes");
-        assert_eq!(human_bytes(1536), "1536 bytes (1.5 KiB)");
-        assert_eq!(human_bytes(1 << 30), "1073741824 bytes (1.0 GiB)");
-    }
 }

@@ -5,20 +5,7 @@ use crate::ffi::handle;
 use crate::ffi_boundary;
 use std::os::raw::{c_char, c_int, c_void};
 
-/// Log callback. `level`: 1 = error, 2 = warn, 3 = info, 4 = debug, 5 = trace.
-/// `target` (the Rust module, e.g. "ibstack::ib") and `msg` are NUL-terminated
-/// and also passed with their lengths; both are valid only during the call.
-/// Called from whichever thread logs, including library threads.
-pub type ibstack_log_callback = Option<
-    unsafe extern "C" fn(
-        user_data: *mut c_void,
-        level: c_int,
-        target: *const c_char,
-        target_len: usize,
-        msg: *const c_char,
-        msg_len: usize,
-    ),
->;
+pub use crate::ffi::log::ibstack_log_callback;
 
 static VERSION: &str = concat!("ibstack/", env!("CARGO_PKG_VERSION"), " rdma-sys/", env!("IBSTACK_RDMA_SYS_VERSION"), "\0");
 

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::history::History;
 use crate::ib::Ib;
 use crate::mem::MemoryManager;
-use crate::qp::QueuePair;
+use crate::qp::{Env, QueuePair};
 use crate::verbs::{AsyncEvent, Cq, Srq, Wc};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -29,38 +29,6 @@ use std::time::Instant;
 
 /// Completions polled per CQ per iteration (Ceph's MAX_COMPLETIONS).
 pub const MAX_COMPLETIONS: usize = 32;
-
-/// Owner tag of RX chunks posted to the SRQ (a QP number cannot be this).
-pub(crate) const SRQ_OWNER: u32 = u32::MAX;
-
-/// What the dispatcher's QPs share: device, pools, CQs, SRQ, counters, history.
-pub struct Env {
-    pub ib: Arc<Ib>,
-    pub mem: Arc<MemoryManager>,
-    pub tx_cq: Arc<Cq>,
-    pub rx_cq: Arc<Cq>,
-    pub srq: Option<Arc<Srq>>,
-    pub counters: Arc<Counters>,
-    pub history: Arc<History>,
-    /// Receive buffers currently posted (SRQ and every RQ).
-    pub(crate) rx_posted: AtomicU64,
-    /// Receive buffers owed to the SRQ.
-    pub(crate) srq_backlog: AtomicU64,
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        // No QP is left (each holds this Env): the buffers still posted to
-        // the SRQ go back to the pool before the SRQ is destroyed.
-        if self.srq.is_some() {
-            for c in self.mem.rx.in_use_where(|c| c.qp() == SRQ_OWNER) {
-                if let Err(e) = self.mem.rx.release(c) {
-                    log::error!("returning an SRQ buffer at teardown: {e}");
-                }
-            }
-        }
-    }
-}
 
 #[derive(Default)]
 struct Registry {
@@ -333,7 +301,7 @@ impl Dispatcher {
         let n = unsafe { libc::poll(fds.as_mut_ptr(), 3, timeout_ms) };
         self.env.counters.polling.store(1, Relaxed);
         if n < 0 {
-            let e = crate::verbs::errno_now();
+            let e = crate::sys::errno();
             if e == libc::EINTR {
                 return Ok(false);
             }

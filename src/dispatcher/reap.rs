@@ -6,7 +6,7 @@ use super::Dispatcher;
 use crate::error::Result;
 use crate::history::QpEvent;
 use crate::qp::{Beacon, QueuePair};
-use crate::qp_validate::QpState;
+use crate::verbs::QpState;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;

@@ -21,7 +21,7 @@ impl Dispatcher {
         }
         let rx = &self.env.mem.rx;
         let mut wrs = Vec::with_capacity(n as usize);
-        let qpn = if self.env.srq.is_none() { qp.map_or(0, |q| q.qp_num()) } else { super::SRQ_OWNER };
+        let qpn = if self.env.srq.is_none() { qp.map_or(0, |q| q.qp_num()) } else { crate::qp::SRQ_OWNER };
         for i in 0..n {
             match rx.get() {
                 Ok(c) => {

@@ -11,8 +11,23 @@ use once_cell::sync::{Lazy, OnceCell};
 use parking_lot::RwLock;
 use std::os::raw::{c_char, c_int, c_void};
 
-/// The C callback type (declared once, in `capi::global`).
-pub use crate::capi::global::ibstack_log_callback as LogCallback;
+#[allow(non_camel_case_types)]
+/// Log callback. `level`: 1 = error, 2 = warn, 3 = info, 4 = debug, 5 = trace.
+/// `target` (the Rust module, e.g. "ibstack::ib") and `msg` are NUL-terminated
+/// and also passed with their lengths; both are valid only during the call.
+/// Called from whichever thread logs, including library threads.
+pub type ibstack_log_callback = Option<
+    unsafe extern "C" fn(
+        user_data: *mut c_void,
+        level: c_int,
+        target: *const c_char,
+        target_len: usize,
+        msg: *const c_char,
+        msg_len: usize,
+    ),
+>;
+
+type LogCallback = ibstack_log_callback;
 
 #[derive(Clone, Copy)]
 struct Sink {

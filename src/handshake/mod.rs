@@ -12,12 +12,13 @@
 //! * [`exchange`] — reading and writing records on a caller-supplied connected
 //!   fd, blocking or non-blocking, with state kept between calls so an event
 //!   loop can drive it.
-//! * [`driver`] — the three-record exchange that moves a QP to RTR and RTS.
+//!
+//! The three-record exchange that moves a QP to RTR and RTS is the queue
+//! pair's business (`crate::qp::handshake`); this module knows nothing above
+//! the bytes.
 
-pub mod driver;
 pub mod exchange;
 pub mod record;
 
-pub use driver::{Handshake, Progress, Role};
 pub use exchange::{recv_record, send_record, RecordReader, RecordWriter};
 pub use record::{diagnose_foreign, escape_bytes, CmMeta, RECORD_LEN};

@@ -3,7 +3,8 @@
 //! the pools can be exercised by host tests and benchmarks without a device.
 
 use crate::error::{Error, Result};
-use crate::prereq::{check_pin, human_bytes, Memlock, MEMLOCK_FIXES};
+use crate::prereq::{check_pin, Memlock, MEMLOCK_FIXES};
+use crate::text::human_bytes;
 use crate::verbs::{Mr, Pd};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::*};
 use std::sync::Arc;

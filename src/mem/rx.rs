@@ -17,7 +17,7 @@ use super::freelist::{FreeList, Links};
 use super::region::Region;
 use super::registrar::{register_checked, Registrar, Registration};
 use crate::error::{Error, Result};
-use crate::prereq::human_bytes;
+use crate::text::human_bytes;
 use once_cell::sync::OnceCell;
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering::*};

@@ -5,10 +5,11 @@
 //! The stack's poller drives the TCP side (connect, handshake, EOF) and
 //! routes completions here; the host calls `send`, `recv` and `close`.
 
-use super::poller::EventFd;
+use crate::sys::event::EventFd;
+use crate::sys::net::so_error;
 use super::Shared;
 use crate::error::{Error, Result};
-use crate::handshake::{Handshake, Progress, Role};
+use crate::qp::{Handshake, Progress, Role};
 use crate::mem::Chunk;
 use crate::qp::QueuePair;
 use crate::verbs::Wc;
@@ -251,7 +252,7 @@ impl Conn {
             }
             Ok(_) => {
                 // The connector is RTS once it read record #2, before writing #3.
-                st.active = self.qp.cached_state() == crate::qp_validate::QpState::Rts;
+                st.active = self.qp.cached_state() == crate::verbs::QpState::Rts;
             }
             Err(e) => {
                 drop(st);
@@ -292,9 +293,9 @@ impl Conn {
                 ),
             ));
         } else {
-            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+            let e = crate::sys::errno();
             if e != libc::EAGAIN && e != libc::EINTR {
-                self.fault(Error::new(e, format!("TCP side channel to {}: {}", self.peer, crate::errno::errno_cstr(e).to_string_lossy())));
+                self.fault(crate::sys::errno_error(e, format_args!("TCP side channel to {}", self.peer)));
             }
         }
     }
@@ -568,14 +569,4 @@ impl Conn {
     pub(super) fn is_closing(&self) -> bool {
         self.st.lock().phase == Phase::Closing
     }
-}
-
-fn so_error(fd: RawFd) -> i32 {
-    let mut err: i32 = 0;
-    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
-    // SAFETY: valid out-pointers for an int option.
-    if unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, (&mut err as *mut i32).cast(), &mut len) } < 0 {
-        return std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-    }
-    err
 }

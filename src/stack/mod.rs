@@ -4,23 +4,22 @@
 //!
 //! * `conn.rs` — one stream connection;
 //! * `listener.rs` — the TCP listener that creates connections at accept;
-//! * `poller.rs` — epoll and eventfd.
 
 pub mod conn;
 pub mod listener;
-pub mod poller;
 
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
 use crate::error::{Error, Result};
-use crate::handshake::Role;
+use crate::qp::Role;
 use crate::ib::Ib;
 use crate::mem::{MemoryManager, VerbsRegistrar};
 use crate::verbs::Wc;
 use conn::Conn;
-use listener::{parse_addr, set_nodelay, tcp_socket, to_sockaddr, Listener};
+use crate::sys::net::{parse_addr, set_nodelay, tcp_socket, to_sockaddr};
+use listener::Listener;
 use parking_lot::Mutex;
-use poller::{Epoll, EventFd};
+use crate::sys::event::{Epoll, EventFd};
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::{Arc, Weak};
@@ -168,9 +167,9 @@ impl Stack {
         let (ss, len) = to_sockaddr(&addr);
         // SAFETY: ss holds a valid address of len bytes.
         if unsafe { libc::connect(tcp.as_raw_fd(), (&ss as *const libc::sockaddr_storage).cast(), len) } < 0 {
-            let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
+            let e = crate::sys::errno();
             if e != libc::EINPROGRESS {
-                return Err(Error::new(e, format!("TCP connect to {addr}: {}", crate::errno::errno_cstr(e).to_string_lossy())));
+                return Err(crate::sys::errno_error(e, format_args!("TCP connect to {addr}")));
             }
         }
         self.shared.adopt(tcp, Role::Connector, addr.to_string())

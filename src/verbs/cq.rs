@@ -2,7 +2,8 @@
 //! one: `CompletionChannel` + `CompletionQueue`), and the work completion type
 //! handed to C (`ibstack_wc`).
 
-use super::{check_ret, errno_err, errno_now, Context};
+use super::{check_ret, Context};
+use crate::sys::{errno, os_error};
 use crate::error::{Error, Result};
 use parking_lot::Mutex;
 use rdma_sys as sys;
@@ -89,11 +90,11 @@ impl Cq {
         // SAFETY: ctx is open. Returns NULL + errno.
         let channel = unsafe { sys::ibv_create_comp_channel(ctx.as_ptr()) };
         if channel.is_null() {
-            return Err(errno_err("ibv_create_comp_channel"));
+            return Err(os_error("ibv_create_comp_channel"));
         }
         // SAFETY: channel is live; fd belongs to it.
         let fd = unsafe { (*channel).fd };
-        if let Err(e) = set_nonblocking(fd) {
+        if let Err(e) = crate::sys::set_nonblocking(fd) {
             // SAFETY: created above, nothing uses it.
             unsafe { sys::ibv_destroy_comp_channel(channel) };
             return Err(e.context("completion channel fd"));
@@ -102,7 +103,7 @@ impl Cq {
         // SAFETY: ctx and channel are live. Returns NULL + errno.
         let cq = unsafe { sys::ibv_create_cq(ctx.as_ptr(), depth_i, std::ptr::null_mut(), channel, 0) };
         if cq.is_null() {
-            let e = errno_err("ibv_create_cq");
+            let e = os_error("ibv_create_cq");
             // SAFETY: as above.
             unsafe { sys::ibv_destroy_comp_channel(channel) };
             let hint = if e.errno == libc::EINVAL {
@@ -184,7 +185,7 @@ impl Cq {
         let mut ctx: *mut std::os::raw::c_void = std::ptr::null_mut();
         // SAFETY: channel is live, out-pointers valid. Returns -1 + errno.
         if unsafe { sys::ibv_get_cq_event(self.channel, &mut cq, &mut ctx) } != 0 {
-            let e = errno_now();
+            let e = errno();
             if e == libc::EAGAIN || e == libc::EINTR {
                 return Ok(false);
             }
@@ -229,15 +230,6 @@ impl Drop for Cq {
             log::error!("{} (completion channel leaked)", e.msg);
         }
     }
-}
-
-pub(crate) fn set_nonblocking(fd: c_int) -> Result<()> {
-    // SAFETY: fcntl on an fd we own; -1 + errno on failure.
-    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
-    if flags < 0 || unsafe { libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) } < 0 {
-        return Err(errno_err("fcntl(O_NONBLOCK)"));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Devices, device contexts, ports and GIDs.
 
-use super::{check_ret, errno_err, errno_now};
+use super::check_ret;
+use crate::sys::{errno, os_error};
 use crate::error::{Error, Result};
 use rdma_sys as sys;
 use std::ffi::CStr;
@@ -25,12 +26,12 @@ impl DeviceList {
         // SAFETY: n is a valid out-pointer.
         let list = unsafe { sys::ibv_get_device_list(&mut n) };
         if list.is_null() {
-            let e = errno_now();
+            let e = errno();
             if e == libc::ENOSYS || e == libc::ENOENT || e == libc::ENODEV {
                 log::debug!("ibv_get_device_list: no verbs support in this kernel/sysfs (errno {e})");
                 return Ok(DeviceList { list, count: 0 });
             }
-            return Err(errno_err("ibv_get_device_list"));
+            return Err(os_error("ibv_get_device_list"));
         }
         Ok(DeviceList { list, count: n.max(0) as usize })
     }
@@ -71,7 +72,7 @@ impl DeviceList {
         // SAFETY: d is a live device from this list.
         let ctx = unsafe { sys::ibv_open_device(d) };
         if ctx.is_null() {
-            return Err(errno_err(&format!("ibv_open_device({name})")));
+            return Err(os_error(&format!("ibv_open_device({name})")));
         }
         Ok(Context { ctx, name })
     }
@@ -333,7 +334,7 @@ impl Context {
         // SAFETY: ctx is open; g is a valid out-pointer. Returns -1 + errno.
         let r = unsafe { sys::ibv_query_gid(self.ctx, port, index as c_int, &mut g) };
         if r != 0 {
-            return Err(errno_err(&format!("ibv_query_gid(port {port}, index {index})")));
+            return Err(os_error(&format!("ibv_query_gid(port {port}, index {index})")));
         }
         // SAFETY: raw is always a valid view of the union.
         let gid = unsafe { g.raw };
@@ -350,7 +351,7 @@ impl Context {
     }
 
     pub fn set_async_fd_nonblocking(&self) -> Result<()> {
-        super::cq::set_nonblocking(self.async_fd()).map_err(|e| e.context("device async fd"))
+        crate::sys::set_nonblocking(self.async_fd()).map_err(|e| e.context("device async fd"))
     }
 }
 
@@ -358,7 +359,7 @@ impl Drop for Context {
     fn drop(&mut self) {
         // SAFETY: ctx was opened by ibv_open_device and is closed once.
         if unsafe { sys::ibv_close_device(self.ctx) } != 0 {
-            log::error!("ibv_close_device({}) failed: errno {}", self.name, errno_now());
+            log::error!("ibv_close_device({}) failed: errno {}", self.name, errno());
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Device async events (`ibv_get_async_event` on the context's non-blocking fd).
 
-use super::{errno_now, Context};
+use super::Context;
+use crate::sys::errno;
 use crate::error::{Error, Result};
 use rdma_sys as sys;
 
@@ -79,7 +80,7 @@ impl Context {
         let mut ev: std::mem::MaybeUninit<sys::ibv_async_event> = std::mem::MaybeUninit::zeroed();
         // SAFETY: ctx is open. Returns -1 + errno.
         if unsafe { sys::ibv_get_async_event(self.as_ptr(), ev.as_mut_ptr()) } != 0 {
-            let e = errno_now();
+            let e = errno();
             if e == libc::EAGAIN || e == libc::EINTR {
                 return Ok(None);
             }

@@ -6,9 +6,9 @@
 //!   req_notify_cq, destroy_*, dealloc_pd, dereg_mr, fork_init,
 //!   _ibv_query_gid_ex) → [`check_ret`];
 //! * "NULL and sets errno" (get_device_list, open_device, alloc_pd, reg_mr,
-//!   create_*) → [`errno_now`] read immediately after the call;
+//!   create_*) → [`crate::sys::os_error`] read immediately after the call;
 //! * "-1 and sets errno" (query_gid, get_cq_event, get_async_event,
-//!   close_device) → [`errno_now`].
+//!   close_device) → [`crate::sys::errno`].
 
 pub mod cq;
 pub mod device;
@@ -23,15 +23,10 @@ pub use device::{Context, DeviceAttr, DeviceList, GidEntry, GidType, LinkLayer, 
 pub use event::{event_name, AsyncEvent};
 pub use mr::Mr;
 pub use pd::Pd;
-pub use qp::{QpCaps, RawQp, RtsAttrs, SendWr};
-pub use srq::{PostError, RecvWr, Srq};
+pub use qp::{QpCaps, QpState, RawQp, RtrAttrs, RtsAttrs, SendWr};
+pub use srq::{RecvWr, Srq};
 
 use crate::error::{Error, Result};
-
-/// The calling thread's errno, read right after a call that sets it.
-pub(crate) fn errno_now() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
-}
 
 /// For calls that return their error number: 0 is success, anything else is
 /// the (positive) errno. A negative return is tolerated as well.
@@ -44,10 +39,20 @@ pub(crate) fn check_ret(call: &str, ret: i32) -> Result<()> {
     }
 }
 
-/// For calls that set errno: build the error from the current errno.
-pub(crate) fn errno_err(call: &str) -> Error {
-    let e = errno_now();
-    Error::new(e, format!("{call} failed: {}", crate::errno::errno_cstr(e).to_string_lossy()))
+/// A post that failed part-way: the first `posted` requests were accepted.
+#[derive(Debug)]
+pub struct PostError {
+    pub posted: usize,
+    pub err: Error,
+}
+
+/// How many requests of `chain` the provider accepted, from the `bad`
+/// pointer it returned (the first rejected element; NULL = none accepted).
+pub(crate) fn accepted<T>(chain: &[T], bad: *const T) -> usize {
+    if bad.is_null() {
+        return 0;
+    }
+    ((bad as usize).saturating_sub(chain.as_ptr() as usize) / std::mem::size_of::<T>().max(1)).min(chain.len())
 }
 
 /// `ibv_fork_init()`: must run before any other verbs call to take effect.
@@ -70,5 +75,14 @@ mod tests {
         assert!(!e.msg.contains("EINPROGRESS"), "{}", e.msg);
         assert!(check_ret("x", 0).is_ok());
         assert_eq!(check_ret("x", -libc::EINVAL).unwrap_err().errno, libc::EINVAL);
+    }
+
+    #[test]
+    fn accepted_counts_the_requests_before_the_rejected_one() {
+        let chain = [0u64; 5];
+        assert_eq!(accepted(&chain, std::ptr::null()), 0);
+        assert_eq!(accepted(&chain, &chain[0]), 0);
+        assert_eq!(accepted(&chain, &chain[3]), 3);
+        assert_eq!(accepted(&chain, chain.as_ptr().wrapping_add(9)), 5);
     }
 }

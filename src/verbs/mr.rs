@@ -1,6 +1,7 @@
 //! Memory registration.
 
-use super::{check_ret, errno_err, Pd};
+use super::{check_ret, Pd};
+use crate::sys::os_error;
 use crate::error::Result;
 use rdma_sys as sys;
 use std::sync::Arc;
@@ -26,7 +27,7 @@ impl Mr {
         // SAFETY: pd is live; the caller keeps the range mapped. Returns NULL + errno.
         let mr = unsafe { sys::ibv_reg_mr(pd.as_ptr(), addr.cast(), len, access as i32) };
         if mr.is_null() {
-            return Err(errno_err(&format!("ibv_reg_mr({len} bytes)")));
+            return Err(os_error(&format!("ibv_reg_mr({len} bytes)")));
         }
         Ok(Mr { mr, _pd: pd })
     }

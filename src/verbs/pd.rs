@@ -1,6 +1,7 @@
 //! Protection domain.
 
-use super::{check_ret, errno_err, Context};
+use super::{check_ret, Context};
+use crate::sys::os_error;
 use crate::error::Result;
 use rdma_sys as sys;
 use std::sync::Arc;
@@ -20,7 +21,7 @@ impl Pd {
         // SAFETY: ctx is open. Returns NULL + errno.
         let pd = unsafe { sys::ibv_alloc_pd(ctx.as_ptr()) };
         if pd.is_null() {
-            return Err(errno_err("ibv_alloc_pd"));
+            return Err(os_error("ibv_alloc_pd"));
         }
         Ok(Pd { pd, ctx })
     }

@@ -2,10 +2,10 @@
 //! attribute values, queries, and posting. Every post and modify reports the
 //! verbs return value, never `errno`.
 
-use super::srq::{accepted, post_recv_chain, PostError, RecvWr};
-use super::{check_ret, errno_err, Cq, Pd, Srq};
+use super::srq::{post_recv_chain, RecvWr};
+use super::{accepted, check_ret, Cq, Pd, PostError, Srq};
+use crate::sys::os_error;
 use crate::error::Result;
-use crate::qp_validate::{QpState, RtrAttrs};
 use rdma_sys as sys;
 use std::sync::Arc;
 
@@ -31,6 +31,64 @@ pub const RTR_MASK: u32 = STATE | AV | PATH_MTU | DEST_QPN | RQ_PSN | MIN_RNR_TI
 /// Ceph's RTR→RTS mask (0x12e01).
 pub const RTS_MASK: u32 = STATE | TIMEOUT | RETRY_CNT | RNR_RETRY | SQ_PSN | MAX_QP_RD_ATOMIC;
 const INIT_MASK: u32 = STATE | PKEY_INDEX | PORT | ACCESS_FLAGS;
+
+/// QP states as libibverbs numbers them (IBV_QPS_RESET=0, INIT=1, RTR=2,
+/// RTS=3, SQD=4, SQE=5, ERR=6, UNKNOWN=7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum QpState {
+    Reset,
+    Init,
+    Rtr,
+    Rts,
+    Sqd,
+    Sqe,
+    Err,
+    Unknown,
+}
+
+pub const ALL_STATES: [QpState; 8] = [
+    QpState::Reset,
+    QpState::Init,
+    QpState::Rtr,
+    QpState::Rts,
+    QpState::Sqd,
+    QpState::Sqe,
+    QpState::Err,
+    QpState::Unknown,
+];
+
+impl QpState {
+    /// Any value above 6 is `Unknown`.
+    pub fn from_raw(v: u32) -> QpState {
+        ALL_STATES.get(v as usize).copied().unwrap_or(QpState::Unknown)
+    }
+
+    pub fn raw(self) -> u32 {
+        self as u32
+    }
+
+    pub fn name(self) -> &'static str {
+        ["RESET", "INIT", "RTR", "RTS", "SQD", "SQE", "ERR", "UNKNOWN"][self as usize]
+    }
+}
+
+/// What RTR would set (built from config + peer record).
+#[derive(Debug, Clone, Copy)]
+pub struct RtrAttrs {
+    /// `enum ibv_mtu` (1 = 256 … 5 = 4096).
+    pub path_mtu: u32,
+    pub dest_qpn: u32,
+    pub rq_psn: u32,
+    pub dgid: [u8; 16],
+    pub dlid: u16,
+    pub sgid_index: u32,
+    pub sl: u8,
+    pub traffic_class: u8,
+    pub hop_limit: u8,
+    pub max_dest_rd_atomic: u8,
+    pub min_rnr_timer: u8,
+    pub port_num: u8,
+}
 
 /// RTR→RTS values (reference §1.11).
 #[derive(Debug, Clone, Copy)]
@@ -95,7 +153,7 @@ impl RawQp {
         // SAFETY: pd and CQs are live; attr valid. Returns NULL + errno.
         let qp = unsafe { sys::ibv_create_qp(pd.as_ptr(), &mut attr) };
         if qp.is_null() {
-            let e = errno_err("ibv_create_qp");
+            let e = os_error("ibv_create_qp");
             let hint = if e.errno == libc::ENOMEM || e.errno == libc::EINVAL {
                 format!(
                     " (asked for max_send_wr {} max_recv_wr {}: reduce ms_async_rdma_send_buffers / \

@@ -1,7 +1,8 @@
 //! Shared receive queue and the receive work requests posted to it (or to a QP).
 
-use super::{check_ret, errno_err, Pd};
-use crate::error::{Error, Result};
+use super::{accepted, check_ret, Pd, PostError};
+use crate::sys::os_error;
+use crate::error::Result;
 use rdma_sys as sys;
 use std::sync::Arc;
 
@@ -12,22 +13,6 @@ pub struct RecvWr {
     pub addr: u64,
     pub len: u32,
     pub lkey: u32,
-}
-
-/// A post that failed part-way: the first `posted` requests were accepted.
-#[derive(Debug)]
-pub struct PostError {
-    pub posted: usize,
-    pub err: Error,
-}
-
-/// How many requests of `chain` the provider accepted, from the `bad`
-/// pointer it returned (the first rejected element; NULL = none accepted).
-pub(crate) fn accepted<T>(chain: &[T], bad: *const T) -> usize {
-    if bad.is_null() {
-        return 0;
-    }
-    ((bad as usize).saturating_sub(chain.as_ptr() as usize) / std::mem::size_of::<T>().max(1)).min(chain.len())
 }
 
 /// Posts `wrs` as one chain with `post`, which is `ibv_post_recv` or
@@ -85,7 +70,7 @@ impl Srq {
         // SAFETY: pd is live, attr valid. Returns NULL + errno.
         let srq = unsafe { sys::ibv_create_srq(pd.as_ptr(), &mut attr) };
         if srq.is_null() {
-            return Err(errno_err("ibv_create_srq").context(format_args!("SRQ of {max_wr} entries")));
+            return Err(os_error("ibv_create_srq").context(format_args!("SRQ of {max_wr} entries")));
         }
         Ok(Srq { srq, max_wr, _pd: pd.clone() })
     }
@@ -110,19 +95,5 @@ impl Drop for Srq {
         if let Err(e) = check_ret("ibv_destroy_srq", unsafe { sys::ibv_destroy_srq(self.srq) }) {
             log::error!("{} (SRQ leaked)", e.msg);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::accepted;
-
-    #[test]
-    fn accepted_counts_the_requests_before_the_rejected_one() {
-        let chain = [0u64; 5];
-        assert_eq!(accepted(&chain, std::ptr::null()), 0);
-        assert_eq!(accepted(&chain, &chain[0]), 0);
-        assert_eq!(accepted(&chain, &chain[3]), 3);
-        assert_eq!(accepted(&chain, chain.as_ptr().wrapping_add(9)), 5);
     }
 }

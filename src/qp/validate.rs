@@ -10,48 +10,9 @@
 use crate::errno::{errno_cstr, errno_name};
 use crate::error::{Error, Result};
 use crate::handshake::CmMeta;
-use crate::ib::gid_to_string;
+use crate::text::gid_to_string;
 use crate::verbs::device::{mtu_bytes, GidEntry, GidType, LinkLayer, PortAttr, PortState};
-
-/// QP states as libibverbs numbers them (IBV_QPS_RESET=0, INIT=1, RTR=2,
-/// RTS=3, SQD=4, SQE=5, ERR=6, UNKNOWN=7).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum QpState {
-    Reset,
-    Init,
-    Rtr,
-    Rts,
-    Sqd,
-    Sqe,
-    Err,
-    Unknown,
-}
-
-const ALL_STATES: [QpState; 8] = [
-    QpState::Reset,
-    QpState::Init,
-    QpState::Rtr,
-    QpState::Rts,
-    QpState::Sqd,
-    QpState::Sqe,
-    QpState::Err,
-    QpState::Unknown,
-];
-
-impl QpState {
-    /// Any value above 6 is `Unknown`.
-    pub fn from_raw(v: u32) -> QpState {
-        ALL_STATES.get(v as usize).copied().unwrap_or(QpState::Unknown)
-    }
-
-    pub fn raw(self) -> u32 {
-        self as u32
-    }
-
-    pub fn name(self) -> &'static str {
-        ["RESET", "INIT", "RTR", "RTS", "SQD", "SQE", "ERR", "UNKNOWN"][self as usize]
-    }
-}
+pub use crate::verbs::qp::{QpState, RtrAttrs, ALL_STATES};
 
 /// Everything local that RTR depends on, read fresh just before the transition.
 #[derive(Debug, Clone)]
@@ -69,24 +30,6 @@ pub struct LocalFacts {
     pub advertised_gid: [u8; 16],
     /// Device attribute `max_qp_rd_atom`.
     pub max_qp_rd_atom: i32,
-}
-
-/// What RTR would set (built from config + peer record).
-#[derive(Debug, Clone, Copy)]
-pub struct RtrAttrs {
-    /// `enum ibv_mtu` (1 = 256 … 5 = 4096).
-    pub path_mtu: u32,
-    pub dest_qpn: u32,
-    pub rq_psn: u32,
-    pub dgid: [u8; 16],
-    pub dlid: u16,
-    pub sgid_index: u32,
-    pub sl: u8,
-    pub traffic_class: u8,
-    pub hop_limit: u8,
-    pub max_dest_rd_atomic: u8,
-    pub min_rnr_timer: u8,
-    pub port_num: u8,
 }
 
 /// The state a target state must be entered from, for the moves this library makes.

@@ -8,11 +8,11 @@
 //! `step` never blocks on a non-blocking fd: it returns what it waits for.
 //! `run` drives it to the end with poll(2) and a deadline.
 
-use super::exchange::{deadline_from, wait_ready};
-use super::{CmMeta, RecordReader, RecordWriter};
+use super::QueuePair;
 use crate::error::{Error, Result};
+use crate::handshake::exchange::{deadline_from, wait_ready};
+use crate::handshake::{CmMeta, RecordReader, RecordWriter};
 use crate::history::QpEvent;
-use crate::qp::QueuePair;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering::Relaxed;
 

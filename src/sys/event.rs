@@ -1,12 +1,8 @@
 //! epoll and eventfd, the two kernel objects the stack waits on.
 
-use crate::error::{Error, Result};
+use super::os_error;
+use crate::error::Result;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-
-fn last_err(call: &str) -> Error {
-    let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO);
-    Error::new(e, format!("{call} failed: {}", crate::errno::errno_cstr(e).to_string_lossy()))
-}
 
 pub struct Epoll(OwnedFd);
 
@@ -15,7 +11,7 @@ impl Epoll {
         // SAFETY: plain syscall; returns -1 + errno.
         let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if fd < 0 {
-            return Err(last_err("epoll_create1"));
+            return Err(os_error("epoll_create1"));
         }
         // SAFETY: fd is a fresh descriptor we own.
         Ok(Epoll(unsafe { OwnedFd::from_raw_fd(fd) }))
@@ -29,7 +25,7 @@ impl Epoll {
         let mut ev = libc::epoll_event { events, u64: token };
         // SAFETY: ev is valid for the call.
         if unsafe { libc::epoll_ctl(self.fd(), op, fd, &mut ev) } < 0 {
-            return Err(last_err("epoll_ctl"));
+            return Err(os_error("epoll_ctl"));
         }
         Ok(())
     }
@@ -49,7 +45,7 @@ impl Epoll {
         // SAFETY: out has room for out.len() events.
         let n = unsafe { libc::epoll_wait(self.fd(), out.as_mut_ptr(), out.len() as i32, timeout_ms) };
         if n < 0 {
-            let e = last_err("epoll_wait");
+            let e = os_error("epoll_wait");
             return if e.errno == libc::EINTR { Ok(0) } else { Err(e) };
         }
         Ok(n as usize)
@@ -64,7 +60,7 @@ impl EventFd {
         // SAFETY: plain syscall.
         let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if fd < 0 {
-            return Err(last_err("eventfd").context("the connection's notification fd (is RLIMIT_NOFILE exhausted?)"));
+            return Err(os_error("eventfd").context("the connection's notification fd (is RLIMIT_NOFILE exhausted?)"));
         }
         // SAFETY: fresh descriptor we own.
         Ok(EventFd(unsafe { OwnedFd::from_raw_fd(fd) }))

@@ -2,15 +2,26 @@
 //! RTS, → ERR), validated before every transition, with the bookkeeping the
 //! drain needs (highest state reached, beacon, receive buffers posted to its
 //! own RQ, sends outstanding). The dispatcher owns the registry and the drain.
+//!
+//! * `env.rs` — what a QP needs from its dispatcher (device, pools, CQs, SRQ,
+//!   counters, history);
+//! * `validate.rs` — pure pre-flight checks of every transition;
+//! * `handshake.rs` — the three-record cm_meta exchange that moves a QP to RTS.
+
+pub mod env;
+pub mod handshake;
+pub mod validate;
+
+pub use env::{Env, SRQ_OWNER};
+pub use handshake::{Handshake, Progress, Role};
 
 use crate::error::{Error, Result};
 use crate::handshake::CmMeta;
 use crate::history::QpEvent;
 use crate::mem::Chunk;
-use crate::qp_validate::{check_rtr, check_transition, explain_modify_failure, LocalFacts, QpState, RtrAttrs};
 use crate::verbs::device::mtu_enum;
-use crate::verbs::{PostError, QpCaps, RawQp, RecvWr, RtsAttrs, SendWr};
-use crate::dispatcher::Env;
+use crate::verbs::{PostError, QpCaps, QpState, RawQp, RecvWr, RtrAttrs, RtsAttrs, SendWr};
+use validate::{check_rtr, check_transition, explain_modify_failure, LocalFacts};
 use parking_lot::{Mutex, RwLock};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering::*};
