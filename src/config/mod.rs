@@ -28,26 +28,32 @@
 //!
 //! # Files
 //!
-//! * `mod.rs` (here): the option types, the table, [`Config`] and its
-//!   methods, key normalization.
+//! * `options.rs`: the options, each declared once: name, [`Config`]
+//!   field, type, default, checks and description.
+//! * `declare.rs`: the `options!` macro that turns those declarations into
+//!   the [`Config`] struct, its `Default`, the table and the setter and
+//!   getter of each option.
+//! * `mod.rs` (here): the option types, [`options()`], key normalization
+//!   and [`Config`]'s methods (set, get, loading ceph.conf, JSON).
 //! * `value.rs`: Ceph's value parsers and the bad-value messages.
 //! * `conf.rs`: the ceph.conf reader and the sections a daemon reads.
 //! * `suggest.rs`: unknown option names and the "did you mean" hint.
 //! * `tests.rs`: the tests.
 
+#[macro_use]
+mod declare;
 mod conf;
+mod options;
 mod suggest;
 mod value;
 
+pub use options::Config;
+
 use crate::error::{Error, Result};
 use conf::{parse_conf, sections_for, ConfEntry};
+use options::{apply, text_of, OPTIONS};
 use std::path::Path;
 use suggest::{suggestion_text, unknown_option};
-use value::{parse_bool, parse_int, parse_size, parse_uint};
-
-// ---------------------------------------------------------------------------
-// Option table
-// ---------------------------------------------------------------------------
 
 /// The type of an option, with Ceph's type names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,166 +115,9 @@ pub struct OptionSpec {
     pub desc: &'static str,
 }
 
-const fn spec(
-    name: &'static str,
-    ty: OptType,
-    default: &'static str,
-    desc: &'static str,
-) -> OptionSpec {
-    OptionSpec {
-        name,
-        ty,
-        default,
-        desc,
-    }
-}
-
-static OPTIONS: [OptionSpec; 23] = [
-    // --- Ceph 16.2.15 options (names, types and defaults as Ceph defines them)
-    spec(
-        "ms_async_rdma_device_name",
-        OptType::Str,
-        "",
-        "RDMA device to use (e.g. mlx5_0); empty = the first device found",
-    ),
-    spec(
-        "ms_async_rdma_enable_hugepage",
-        OptType::Bool,
-        "false",
-        "allocate the registered buffer pools from huge pages",
-    ),
-    spec(
-        "ms_async_rdma_buffer_size",
-        OptType::Size,
-        "131072",
-        "size of each registered send/receive buffer (chunk) in bytes",
-    ),
-    spec(
-        "ms_async_rdma_send_buffers",
-        OptType::Uint,
-        "1024",
-        "number of registered send buffers",
-    ),
-    spec(
-        "ms_async_rdma_receive_buffers",
-        OptType::Uint,
-        "32768",
-        "number of registered receive buffers",
-    ),
-    spec(
-        "ms_async_rdma_receive_queue_len",
-        OptType::Uint,
-        "4096",
-        "depth of the (shared) receive queue",
-    ),
-    spec(
-        "ms_async_rdma_support_srq",
-        OptType::Bool,
-        "true",
-        "use a shared receive queue for all queue pairs",
-    ),
-    spec(
-        "ms_async_rdma_port_num",
-        OptType::Uint,
-        "1",
-        "device port to use (ports are numbered from 1)",
-    ),
-    spec(
-        "ms_async_rdma_polling_us",
-        OptType::Uint,
-        "1000",
-        "busy-poll the completion queues this long before sleeping, in microseconds",
-    ),
-    spec(
-        "ms_async_rdma_gid_idx",
-        OptType::Int,
-        "0",
-        "GID table index; selects e.g. a RoCEv1 or RoCEv2 GID",
-    ),
-    spec(
-        "ms_async_rdma_local_gid",
-        OptType::Str,
-        "",
-        "local GID to use instead of looking it up by index",
-    ),
-    spec(
-        "ms_async_rdma_roce_ver",
-        OptType::Int,
-        "1",
-        "RoCE version used with RDMA-CM",
-    ),
-    spec(
-        "ms_async_rdma_sl",
-        OptType::Int,
-        "3",
-        "InfiniBand service level of the queue pairs",
-    ),
-    spec(
-        "ms_async_rdma_dscp",
-        OptType::Int,
-        "96",
-        "traffic class byte for RoCE (96 = DSCP 24)",
-    ),
-    spec(
-        "ms_async_rdma_cm",
-        OptType::Bool,
-        "false",
-        "set up connections with RDMA-CM instead of the TCP handshake",
-    ),
-    spec(
-        "ms_async_rdma_type",
-        OptType::Str,
-        "ib",
-        "transport type: ib or iwarp",
-    ),
-    spec(
-        "ms_tcp_listen_backlog",
-        OptType::Int,
-        "512",
-        "backlog of the listening socket used for the connection handshake",
-    ),
-    // --- ibstack extensions (not Ceph options)
-    spec(
-        "ibstack_path_mtu",
-        OptType::Uint,
-        "1024",
-        "ibstack extension: path MTU of the queue pairs (256, 512, 1024, 2048 or 4096)",
-    ),
-    spec(
-        "ibstack_rx_first_block",
-        OptType::Uint,
-        "256",
-        "ibstack extension: RX buffers registered in the first RX pool block (0 = Ceph's rule)",
-    ),
-    spec(
-        "ibstack_qp_history_len",
-        OptType::Uint,
-        "64",
-        "ibstack extension: number of destroyed queue pairs whose history is kept",
-    ),
-    spec(
-        "ibstack_max_inflight_per_conn",
-        OptType::Uint,
-        "0",
-        "ibstack extension: cap on in-flight TX chunks per connection (0 = half the TX pool)",
-    ),
-    spec(
-        "ibstack_cq_depth",
-        OptType::Uint,
-        "30000",
-        "ibstack extension: number of entries of each completion queue",
-    ),
-    spec(
-        "ibstack_stack_thread",
-        OptType::Bool,
-        "true",
-        "ibstack extension: the stack runs its own polling thread (false = the host drives it via ibstack_stack_fd / ibstack_stack_poll)",
-    ),
-];
-
 /// Every option, Ceph's first (in Ceph's order), then ibstack's.
 pub fn options() -> &'static [OptionSpec] {
-    &OPTIONS
+    OPTIONS
 }
 
 fn find_option(name: &str) -> Option<&'static OptionSpec> {
@@ -308,72 +157,6 @@ fn is_c_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
 }
 
-// ---------------------------------------------------------------------------
-// Typed configuration
-// ---------------------------------------------------------------------------
-
-/// The typed values of every option.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Config {
-    pub device_name: String,
-    pub enable_hugepage: bool,
-    pub buffer_size: u64,
-    pub send_buffers: u32,
-    pub receive_buffers: u32,
-    pub receive_queue_len: u32,
-    pub support_srq: bool,
-    pub port_num: u32,
-    pub polling_us: u32,
-    pub gid_idx: u32,
-    pub local_gid: String,
-    pub roce_ver: u32,
-    pub sl: u8,
-    pub dscp: u8,
-    pub cm: bool,
-    pub rdma_type: String,
-    pub tcp_listen_backlog: i32,
-    pub path_mtu: u32,
-    pub rx_first_block: u32,
-    pub qp_history_len: u32,
-    pub max_inflight_per_conn: u32,
-    pub cq_depth: u32,
-    pub stack_thread: bool,
-}
-
-impl Default for Config {
-    /// Ceph 16.2.15's defaults, plus ibstack's for its own options.
-    fn default() -> Self {
-        Config {
-            device_name: String::new(),
-            enable_hugepage: false,
-            buffer_size: 128 << 10,
-            send_buffers: 1024,
-            receive_buffers: 32768,
-            receive_queue_len: 4096,
-            support_srq: true,
-            port_num: 1,
-            polling_us: 1000,
-            gid_idx: 0,
-            local_gid: String::new(),
-            roce_ver: 1,
-            sl: 3,
-            dscp: 96,
-            cm: false,
-            rdma_type: "ib".to_owned(),
-            tcp_listen_backlog: 512,
-            path_mtu: 1024,
-            rx_first_block: 256,
-            qp_history_len: 64,
-            max_inflight_per_conn: 0,
-            cq_depth: 30000,
-            stack_thread: true,
-        }
-    }
-}
-
-const U32_MAX: u64 = u32::MAX as u64;
-const WHY_U32: &str = "the value must fit in 32 bits";
-
 impl Config {
     /// Set one option from its text form. The key is normalized first
     /// ([`normalize_key`]). On error (EINVAL) the configuration is unchanged.
@@ -389,32 +172,7 @@ impl Config {
     /// booleans as `true`/`false`, integers in decimal, strings as is.
     pub fn get(&self, key: &str) -> Result<String> {
         let key = normalize_key(key);
-        Ok(match key.as_str() {
-            "ms_async_rdma_device_name" => self.device_name.clone(),
-            "ms_async_rdma_enable_hugepage" => self.enable_hugepage.to_string(),
-            "ms_async_rdma_buffer_size" => self.buffer_size.to_string(),
-            "ms_async_rdma_send_buffers" => self.send_buffers.to_string(),
-            "ms_async_rdma_receive_buffers" => self.receive_buffers.to_string(),
-            "ms_async_rdma_receive_queue_len" => self.receive_queue_len.to_string(),
-            "ms_async_rdma_support_srq" => self.support_srq.to_string(),
-            "ms_async_rdma_port_num" => self.port_num.to_string(),
-            "ms_async_rdma_polling_us" => self.polling_us.to_string(),
-            "ms_async_rdma_gid_idx" => self.gid_idx.to_string(),
-            "ms_async_rdma_local_gid" => self.local_gid.clone(),
-            "ms_async_rdma_roce_ver" => self.roce_ver.to_string(),
-            "ms_async_rdma_sl" => self.sl.to_string(),
-            "ms_async_rdma_dscp" => self.dscp.to_string(),
-            "ms_async_rdma_cm" => self.cm.to_string(),
-            "ms_async_rdma_type" => self.rdma_type.clone(),
-            "ms_tcp_listen_backlog" => self.tcp_listen_backlog.to_string(),
-            "ibstack_path_mtu" => self.path_mtu.to_string(),
-            "ibstack_rx_first_block" => self.rx_first_block.to_string(),
-            "ibstack_qp_history_len" => self.qp_history_len.to_string(),
-            "ibstack_max_inflight_per_conn" => self.max_inflight_per_conn.to_string(),
-            "ibstack_cq_depth" => self.cq_depth.to_string(),
-            "ibstack_stack_thread" => self.stack_thread.to_string(),
-            _ => return Err(unknown_option(&key)),
-        })
+        text_of(self, &key).ok_or_else(|| unknown_option(&key))
     }
 
     /// Load a ceph.conf file; see [`Config::load_str`]. A file that cannot
@@ -531,126 +289,6 @@ pub(crate) fn json_string(out: &mut String, s: &str) {
         }
     }
     out.push('"');
-}
-
-/// Parse `value` for the option `name` (already normalized) into `c`.
-fn apply(c: &mut Config, name: &str, v: &str) -> Result<()> {
-    match name {
-        "ms_async_rdma_device_name" => c.device_name = v.to_owned(),
-        "ms_async_rdma_enable_hugepage" => c.enable_hugepage = parse_bool(name, v)?,
-        "ms_async_rdma_buffer_size" => {
-            c.buffer_size = parse_size(
-                name,
-                v,
-                1,
-                1 << 30,
-                "a registered buffer holds at least 1 byte and at most 1 GiB (1073741824)",
-            )?
-        }
-        "ms_async_rdma_send_buffers" => {
-            c.send_buffers =
-                parse_uint(name, v, 1, U32_MAX, "at least one send buffer is needed")? as u32
-        }
-        "ms_async_rdma_receive_buffers" => {
-            c.receive_buffers = parse_uint(name, v, 0, U32_MAX, WHY_U32)? as u32
-        }
-        "ms_async_rdma_receive_queue_len" => {
-            c.receive_queue_len = parse_uint(
-                name,
-                v,
-                1,
-                U32_MAX,
-                "a receive queue needs at least one entry",
-            )? as u32
-        }
-        "ms_async_rdma_support_srq" => c.support_srq = parse_bool(name, v)?,
-        "ms_async_rdma_port_num" => {
-            c.port_num = parse_uint(
-                name,
-                v,
-                1,
-                255,
-                "device ports are numbered from 1 (see ibv_devinfo) and the port number is 8 bits",
-            )? as u32
-        }
-        "ms_async_rdma_polling_us" => {
-            c.polling_us = parse_uint(name, v, 0, U32_MAX, WHY_U32)? as u32
-        }
-        "ms_async_rdma_gid_idx" => c.gid_idx = parse_int(
-            name,
-            v,
-            0,
-            65535,
-            "a GID table index is 0 or more (Ceph would accept a negative index and fail later)",
-        )? as u32,
-        "ms_async_rdma_local_gid" => c.local_gid = v.to_owned(),
-        "ms_async_rdma_roce_ver" => {
-            c.roce_ver = parse_int(name, v, 0, 2, "the RoCE version is 0, 1 or 2")? as u32
-        }
-        "ms_async_rdma_sl" => {
-            c.sl = parse_int(name, v, 0, 15, "an InfiniBand service level has 4 bits")? as u8
-        }
-        "ms_async_rdma_dscp" => {
-            c.dscp = parse_int(
-                name,
-                v,
-                0,
-                255,
-                "it is the 8-bit traffic class byte (DSCP << 2; 96 = DSCP 24)",
-            )? as u8
-        }
-        "ms_async_rdma_cm" => c.cm = parse_bool(name, v)?,
-        "ms_async_rdma_type" => {
-            if v != "ib" && v != "iwarp" {
-                return Err(Error::inval(format!(
-                    "{name} = {v:?}: expected {} that is one of \"ib\", \"iwarp\"",
-                    OptType::Str.expected()
-                )));
-            }
-            c.rdma_type = v.to_owned();
-        }
-        "ms_tcp_listen_backlog" => {
-            c.tcp_listen_backlog = parse_int(
-                name,
-                v,
-                i32::MIN as i64,
-                i32::MAX as i64,
-                "the value must fit in a 32-bit signed integer",
-            )? as i32
-        }
-        "ibstack_path_mtu" => {
-            let mtu = parse_uint(name, v, 0, U32_MAX, WHY_U32)?;
-            if ![256, 512, 1024, 2048, 4096].contains(&mtu) {
-                return Err(Error::inval(format!(
-                    "{name} = {v:?}: expected {} that is one of 256, 512, 1024, 2048, 4096 \
-                     (the InfiniBand path MTU sizes; note 4K means 4000 for a uint)",
-                    OptType::Uint.expected()
-                )));
-            }
-            c.path_mtu = mtu as u32;
-        }
-        "ibstack_rx_first_block" => {
-            c.rx_first_block = parse_uint(name, v, 0, U32_MAX, WHY_U32)? as u32
-        }
-        "ibstack_qp_history_len" => {
-            c.qp_history_len = parse_uint(name, v, 0, U32_MAX, WHY_U32)? as u32
-        }
-        "ibstack_max_inflight_per_conn" => {
-            c.max_inflight_per_conn = parse_uint(name, v, 0, U32_MAX, WHY_U32)? as u32
-        }
-        "ibstack_cq_depth" => {
-            c.cq_depth = parse_uint(
-                name,
-                v,
-                1,
-                U32_MAX,
-                "a completion queue needs at least one entry",
-            )? as u32
-        }
-        "ibstack_stack_thread" => c.stack_thread = parse_bool(name, v)?,
-        _ => return Err(unknown_option(name)),
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -281,3 +281,33 @@ pub(super) fn parse_size(key: &str, v: &str, lo: u64, hi: u64, why: &str) -> Res
     }
     Ok(n)
 }
+
+/// The check of an option that admits only some values of its type: Ok if
+/// `value` (parsed from the text `v`) is one of `allowed`, else an error
+/// listing them, followed by `note` in parentheses if it is not empty.
+pub(super) fn check_one_of<T, A>(
+    key: &str,
+    v: &str,
+    ty: OptType,
+    value: &T,
+    allowed: &[A],
+    note: &str,
+) -> Result<()>
+where
+    T: PartialEq<A>,
+    A: std::fmt::Debug,
+{
+    if allowed.iter().any(|a| value == a) {
+        return Ok(());
+    }
+    let list: Vec<String> = allowed.iter().map(|a| format!("{a:?}")).collect();
+    let mut msg = format!(
+        "{key} = {v:?}: expected {} that is one of {}",
+        ty.expected(),
+        list.join(", ")
+    );
+    if !note.is_empty() {
+        msg.push_str(&format!(" ({note})"));
+    }
+    Err(Error::inval(msg))
+}
