@@ -110,9 +110,66 @@ fn defaults_equal_the_table() {
     assert_eq!(c.qp_history_len, 64);
     assert_eq!(c.max_inflight_per_conn, 0);
     assert_eq!(c.cq_depth, 30000);
+    assert!(c.stack_thread);
     // get() of every option is the table's default text.
     for o in options() {
         assert_eq!(c.get(o.name).unwrap(), o.default, "{}", o.name);
+    }
+}
+
+/// The table, `Default`, the setters and the getters agree for every
+/// option: each option's setter and getter use the same field, no two options
+/// share a field, and the table's default text is what `get` returns.
+#[test]
+fn each_option_sets_and_gets_its_own_field() {
+    // For every option, in table order, a canonical value that is not its default.
+    let other = [
+        ("ms_async_rdma_device_name", "mlx5_1"),
+        ("ms_async_rdma_enable_hugepage", "true"),
+        ("ms_async_rdma_buffer_size", "65536"),
+        ("ms_async_rdma_send_buffers", "2000"),
+        ("ms_async_rdma_receive_buffers", "1000000"),
+        ("ms_async_rdma_receive_queue_len", "8192"),
+        ("ms_async_rdma_support_srq", "false"),
+        ("ms_async_rdma_port_num", "2"),
+        ("ms_async_rdma_polling_us", "0"),
+        ("ms_async_rdma_gid_idx", "3"),
+        ("ms_async_rdma_local_gid", "fe80::1"),
+        ("ms_async_rdma_roce_ver", "2"),
+        ("ms_async_rdma_sl", "5"),
+        ("ms_async_rdma_dscp", "104"),
+        ("ms_async_rdma_cm", "true"),
+        ("ms_async_rdma_type", "iwarp"),
+        ("ms_tcp_listen_backlog", "-1"),
+        ("ibstack_path_mtu", "2048"),
+        ("ibstack_rx_first_block", "0"),
+        ("ibstack_qp_history_len", "1000"),
+        ("ibstack_max_inflight_per_conn", "16"),
+        ("ibstack_cq_depth", "60000"),
+        ("ibstack_stack_thread", "false"),
+    ];
+    assert_eq!(other.len(), options().len());
+    let defaults = Config::default();
+    for (o, (name, text)) in options().iter().zip(other) {
+        assert_eq!(o.name, name, "the list above follows the table");
+        assert!(!o.desc.starts_with(' '), "{name}: {:?}", o.desc);
+        assert_eq!(defaults.get(name).unwrap(), o.default, "{name}");
+        assert_ne!(text, o.default, "{name}");
+
+        let mut c = Config::default();
+        c.set(name, text).unwrap();
+        assert_ne!(c, defaults, "setting {name} changed no field");
+        for p in options() {
+            let want = if p.name == name { text } else { p.default };
+            assert_eq!(
+                c.get(p.name).unwrap(),
+                want,
+                "after setting {name}: {}",
+                p.name
+            );
+        }
+        c.set(name, o.default).unwrap();
+        assert_eq!(c, defaults, "setting {name} back to its default text");
     }
 }
 
