@@ -19,13 +19,7 @@ use super::record::{
     CmMeta, RECORD_LEN,
 };
 use crate::error::{Error, Result};
-
-/// errno of the syscall that just failed; must be called right after it.
-fn last_errno() -> i32 {
-    io::Error::last_os_error()
-        .raw_os_error()
-        .unwrap_or(libc::EIO)
-}
+use crate::sys::errno;
 
 /// The system's description of an errno, without Rust's "(os error N)" tail.
 fn describe_errno(errno: i32) -> String {
@@ -48,6 +42,65 @@ enum Mode {
     /// The caller has just seen readiness with poll(2) and must not block:
     /// sockets get MSG_DONTWAIT, other fds get at most one read/write.
     NoBlock,
+}
+
+/// The buffer of one transfer: bytes to receive into, or bytes to send.
+enum Buf<'a> {
+    Into(&'a mut [u8]),
+    From(&'a [u8]),
+}
+
+/// What one transfer did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Io {
+    /// Moved this many bytes (at least one).
+    Done(usize),
+    /// Nothing can move now: the fd would block, or (NoBlock mode, non-socket
+    /// fd) this step already had its one read/write.
+    WouldBlock,
+    /// Zero bytes: end of file for a read; for a write, the kernel took nothing.
+    Eof,
+    /// The syscall failed with this errno.
+    Err(i32),
+}
+
+/// One recv/send on `fd` (send with MSG_NOSIGNAL, both with MSG_DONTWAIT in
+/// NoBlock mode), retried on EINTR. The first ENOTSOCK sets `not_socket` and
+/// the fd is used with read(2)/write(2) from then on. `moved` counts the
+/// transfers this step already made: without MSG_DONTWAIT a second read or
+/// write on a non-socket fd could block, so NoBlock mode allows only one.
+fn transfer(fd: RawFd, mut buf: Buf<'_>, mode: Mode, not_socket: &mut bool, moved: usize) -> Io {
+    let dontwait = if mode == Mode::NoBlock { libc::MSG_DONTWAIT } else { 0 };
+    loop {
+        if *not_socket && mode == Mode::NoBlock && moved > 0 {
+            return Io::WouldBlock;
+        }
+        // SAFETY: each call gets the pointer and length of a live slice.
+        let r = unsafe {
+            match (&mut buf, *not_socket) {
+                (Buf::Into(b), true) => libc::read(fd, b.as_mut_ptr().cast(), b.len()),
+                (Buf::Into(b), false) => libc::recv(fd, b.as_mut_ptr().cast(), b.len(), dontwait),
+                (Buf::From(b), true) => libc::write(fd, b.as_ptr().cast(), b.len()),
+                (Buf::From(b), false) => {
+                    libc::send(fd, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL | dontwait)
+                }
+            }
+        };
+        if r > 0 {
+            return Io::Done(r as usize);
+        }
+        if r == 0 {
+            return Io::Eof;
+        }
+        match errno() {
+            libc::EINTR => continue,
+            // Not a socket (a pipe, a tty): plain read/write from now on. In
+            // NoBlock mode `moved` is still 0, so one attempt is allowed.
+            libc::ENOTSOCK if !*not_socket => *not_socket = true,
+            e if would_block(e) => return Io::WouldBlock,
+            e => return Io::Err(e),
+        }
+    }
 }
 
 /// Accumulates one 65-byte record from a stream, across as many calls as needed.
@@ -101,78 +154,54 @@ impl RecordReader {
         Err(e)
     }
 
+    /// The peer closed the stream before the record was complete.
+    fn eof_error(&self) -> Error {
+        let got = &self.buf[..self.len];
+        let mut msg = format!(
+            "peer closed the connection after {} of {RECORD_LEN} bytes of its cm_meta record",
+            self.len
+        );
+        if self.len == 0 {
+            msg.push_str(
+                " (it sent nothing: the peer process exited, rejected the connection, or \
+                 faulted it on its side; check the peer's log)",
+            );
+        } else {
+            if let Some(what) = diagnose_foreign(got) {
+                msg.push_str(&format!("; {what}"));
+            }
+            msg.push_str(&format!(" (received: {})", quote(got)));
+        }
+        Error::new(libc::ECONNRESET, msg)
+    }
+
     fn step(&mut self, fd: RawFd, mode: Mode) -> Result<Option<CmMeta>> {
         if let Some(e) = &self.failed {
             return Err(e.clone());
         }
         let mut reads = 0usize;
         loop {
-            let want = RECORD_LEN - self.len;
-            debug_assert!(want > 0);
-            if self.not_socket && mode == Mode::NoBlock && reads > 0 {
-                // Without MSG_DONTWAIT a second read could block; wait for readiness again.
-                return Ok(None);
-            }
-            let dst = self.buf[self.len..].as_mut_ptr().cast::<libc::c_void>();
-            // SAFETY: `dst` points at `want` writable bytes inside `self.buf`.
-            let r = unsafe {
-                if self.not_socket {
-                    libc::read(fd, dst, want)
-                } else {
-                    let flags = if mode == Mode::NoBlock {
-                        libc::MSG_DONTWAIT
-                    } else {
-                        0
-                    };
-                    libc::recv(fd, dst, want, flags)
+            debug_assert!(self.len < RECORD_LEN);
+            let dst = Buf::Into(&mut self.buf[self.len..]);
+            let n = match transfer(fd, dst, mode, &mut self.not_socket, reads) {
+                Io::Done(n) => n,
+                Io::WouldBlock => return Ok(None),
+                Io::Eof => return self.fail(self.eof_error()),
+                Io::Err(e) => {
+                    let err = Error::new(
+                        e,
+                        format!(
+                            "reading the peer's cm_meta record from fd {fd} failed after {} of \
+                             {RECORD_LEN} bytes: {}",
+                            self.len,
+                            describe_errno(e)
+                        ),
+                    );
+                    return self.fail(err);
                 }
             };
-            if r < 0 {
-                let errno = last_errno();
-                match errno {
-                    libc::EINTR => continue,
-                    libc::ENOTSOCK if !self.not_socket => {
-                        // Not a socket (a pipe, a tty): plain read(2) from now on. In
-                        // NoBlock mode `reads` is still 0, so one read is allowed.
-                        self.not_socket = true;
-                        continue;
-                    }
-                    e if would_block(e) => return Ok(None),
-                    e => {
-                        let err = Error::new(
-                            e,
-                            format!(
-                                "reading the peer's cm_meta record from fd {fd} failed after {} of \
-                                 {RECORD_LEN} bytes: {}",
-                                self.len,
-                                describe_errno(e)
-                            ),
-                        );
-                        return self.fail(err);
-                    }
-                }
-            }
             reads += 1;
-            if r == 0 {
-                let got = &self.buf[..self.len];
-                let mut msg = format!(
-                    "peer closed the connection after {} of {RECORD_LEN} bytes of its cm_meta record",
-                    self.len
-                );
-                if self.len == 0 {
-                    msg.push_str(
-                        " (it sent nothing: the peer process exited, rejected the connection, or \
-                         faulted it on its side; check the peer's log)",
-                    );
-                } else {
-                    if let Some(what) = diagnose_foreign(got) {
-                        msg.push_str(&format!("; {what}"));
-                    }
-                    msg.push_str(&format!(" (received: {})", quote(got)));
-                }
-                return self.fail(Error::new(libc::ECONNRESET, msg));
-            }
-            self.len += r as usize;
+            self.len += n;
             let got = &self.buf[..self.len];
             if let Some(what) = diagnose_foreign(got) {
                 // Only reached once the byte after "ceph v" is known.
@@ -242,71 +271,45 @@ impl RecordWriter {
         }
         let mut writes = 0usize;
         while self.off < RECORD_LEN {
-            if self.not_socket && mode == Mode::NoBlock && writes > 0 {
-                return Ok(false);
-            }
-            let src = self.buf[self.off..].as_ptr().cast::<libc::c_void>();
-            let n = RECORD_LEN - self.off;
-            // SAFETY: `src` points at `n` readable bytes inside `self.buf`.
-            let r = unsafe {
-                if self.not_socket {
-                    libc::write(fd, src, n)
-                } else {
-                    let mut flags = libc::MSG_NOSIGNAL;
-                    if mode == Mode::NoBlock {
-                        flags |= libc::MSG_DONTWAIT;
-                    }
-                    libc::send(fd, src, n, flags)
+            let err = match transfer(fd, Buf::From(&self.buf[self.off..]), mode, &mut self.not_socket, writes) {
+                Io::Done(n) => {
+                    writes += 1;
+                    self.off += n;
+                    continue;
                 }
-            };
-            if r < 0 {
-                let errno = last_errno();
-                match errno {
-                    libc::EINTR => continue,
-                    libc::ENOTSOCK if !self.not_socket => {
-                        self.not_socket = true;
-                        continue;
-                    }
-                    e if would_block(e) => return Ok(false),
-                    e => {
-                        let hint = match e {
-                            libc::ECONNREFUSED => {
-                                "; the TCP connect to the peer was refused (nothing listens on that \
-                                 address/port, or a firewall rejects it)"
-                            }
-                            libc::EPIPE | libc::ECONNRESET => {
-                                "; the peer closed or reset the connection (check the peer's log)"
-                            }
-                            _ => "",
-                        };
-                        let err = Error::new(
-                            e,
-                            format!(
-                                "sending our cm_meta record on fd {fd} failed after {} of {RECORD_LEN} \
-                                 bytes: {}{hint}",
-                                self.off,
-                                describe_errno(e)
-                            ),
-                        );
-                        self.failed = Some(err.clone());
-                        return Err(err);
-                    }
-                }
-            }
-            writes += 1;
-            if r == 0 {
-                let err = Error::new(
+                Io::WouldBlock => return Ok(false),
+                Io::Eof => Error::new(
                     libc::EIO,
                     format!(
                         "sending our cm_meta record on fd {fd}: the kernel accepted 0 bytes after {} of \
                          {RECORD_LEN}",
                         self.off
                     ),
-                );
-                self.failed = Some(err.clone());
-                return Err(err);
-            }
-            self.off += r as usize;
+                ),
+                Io::Err(e) => {
+                    let hint = match e {
+                        libc::ECONNREFUSED => {
+                            "; the TCP connect to the peer was refused (nothing listens on that \
+                             address/port, or a firewall rejects it)"
+                        }
+                        libc::EPIPE | libc::ECONNRESET => {
+                            "; the peer closed or reset the connection (check the peer's log)"
+                        }
+                        _ => "",
+                    };
+                    Error::new(
+                        e,
+                        format!(
+                            "sending our cm_meta record on fd {fd} failed after {} of {RECORD_LEN} \
+                             bytes: {}{hint}",
+                            self.off,
+                            describe_errno(e)
+                        ),
+                    )
+                }
+            };
+            self.failed = Some(err.clone());
+            return Err(err);
         }
         Ok(true)
     }
@@ -353,7 +356,7 @@ pub(crate) fn wait_ready(fd: RawFd, events: libc::c_short, deadline: Option<Inst
         // SAFETY: one valid pollfd on the stack.
         let r = unsafe { libc::poll(&mut pfd, 1, timeout) };
         if r < 0 {
-            let errno = last_errno();
+            let errno = errno();
             if errno == libc::EINTR {
                 continue;
             }
@@ -735,7 +738,7 @@ mod tests {
                     )
                 };
                 if r < 0 {
-                    assert!(would_block(last_errno()));
+                    assert!(would_block(errno()));
                     break;
                 }
                 junk_sent += r as usize;

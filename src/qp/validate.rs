@@ -101,9 +101,23 @@ fn family(gid: &[u8; 16]) -> Option<&'static str> {
 /// Decide whether INIT->RTR with `attrs` may be attempted. First failure wins;
 /// every error is EINVAL except a port that is not ACTIVE (ENETDOWN).
 pub fn check_rtr(local: &LocalFacts, peer: &CmMeta, attrs: &RtrAttrs) -> Result<()> {
+    let link = local.port.link_layer;
     check_transition(local.state, QpState::Rtr)?;
-    let (p, idx, link) = (local.port_num, local.gid_idx, local.port.link_layer);
+    check_port_active(local)?;
+    check_path_mtu(local, attrs)?;
+    check_sgid_index(local, attrs)?;
+    let entry = current_gid(local)?;
+    check_gid_type(local, &entry)?;
+    check_sl(link, attrs)?;
+    check_rd_atomic(local, attrs)?;
+    peer.validate_peer(link == LinkLayer::InfiniBand)?;
+    check_attrs_match_sources(local, peer, attrs)?;
+    check_gid_families(&entry.gid, &peer.gid)
+}
 
+/// The port must still be ACTIVE (ENETDOWN otherwise).
+fn check_port_active(local: &LocalFacts) -> Result<()> {
+    let p = local.port_num;
     if local.port.state != PortState::Active {
         return Err(Error::new(
             libc::ENETDOWN,
@@ -114,8 +128,12 @@ pub fn check_rtr(local: &LocalFacts, peer: &CmMeta, attrs: &RtrAttrs) -> Result<
             ),
         ));
     }
+    Ok(())
+}
 
-    let (mtu, active) = (attrs.path_mtu, local.port.active_mtu);
+/// The path MTU must be an `ibv_mtu` no larger than the port's active MTU.
+fn check_path_mtu(local: &LocalFacts, attrs: &RtrAttrs) -> Result<()> {
+    let (p, mtu, active) = (local.port_num, attrs.path_mtu, local.port.active_mtu);
     if !(1..=5).contains(&mtu) {
         return Err(Error::inval(format!(
             "path MTU enum {mtu} is not a valid ibv_mtu (1..=5 = 256..4096 bytes); check option \
@@ -130,8 +148,12 @@ pub fn check_rtr(local: &LocalFacts, peer: &CmMeta, attrs: &RtrAttrs) -> Result<
             mtu_bytes(active)
         )));
     }
+    Ok(())
+}
 
-    let tbl = local.port.gid_tbl_len.max(0) as u32;
+/// The source GID index must lie inside the port's GID table.
+fn check_sgid_index(local: &LocalFacts, attrs: &RtrAttrs) -> Result<()> {
+    let (p, tbl) = (local.port_num, local.port.gid_tbl_len.max(0) as u32);
     if attrs.sgid_index >= tbl {
         return Err(Error::inval(format!(
             "sgid_index {} is outside port {p}'s GID table (gid_tbl_len {tbl}); check \
@@ -139,7 +161,13 @@ pub fn check_rtr(local: &LocalFacts, peer: &CmMeta, attrs: &RtrAttrs) -> Result<
             attrs.sgid_index
         )));
     }
+    Ok(())
+}
 
+/// The GID table entry as re-read now: populated, and still the GID this side
+/// advertised in its record.
+fn current_gid(local: &LocalFacts) -> Result<GidEntry> {
+    let (p, idx) = (local.port_num, local.gid_idx);
     let entry = match local.gid_now {
         Some(e) if !is_zero(&e.gid) => e,
         _ => {
@@ -158,31 +186,39 @@ pub fn check_rtr(local: &LocalFacts, peer: &CmMeta, attrs: &RtrAttrs) -> Result<
             gid_to_string(&entry.gid)
         )));
     }
+    Ok(entry)
+}
 
-    if let Some(ty) = entry.gid_type {
-        let fits = match link {
-            LinkLayer::InfiniBand => ty == GidType::Ib,
-            LinkLayer::Ethernet => ty != GidType::Ib,
-            LinkLayer::Unspecified => true,
-        };
-        if !fits {
-            return Err(Error::inval(format!(
-                "GID index {idx} has type {} but port {p}'s link layer is {} (InfiniBand needs \
-                 an IB GID, Ethernet a RoCE v1/v2 GID); check ms_async_rdma_gid_idx",
-                ty.name(),
-                link.name()
-            )));
-        }
-        if ty == GidType::RoceV2 && is_link_local(&entry.gid) {
-            return Err(Error::inval(format!(
-                "GID index {idx} ({}) is a link-local RoCE v2 GID: RoCE v2 is routed over UDP/IP \
-                 and link-local addresses do not route; set ms_async_rdma_gid_idx to the RoCE v2 \
-                 entry carrying an IPv4 (::ffff:a.b.c.d) or global IPv6 address",
-                gid_to_string(&entry.gid)
-            )));
-        }
+/// A GID of known type must suit the link layer, and a RoCE v2 GID must be routable.
+fn check_gid_type(local: &LocalFacts, entry: &GidEntry) -> Result<()> {
+    let Some(ty) = entry.gid_type else { return Ok(()) };
+    let (p, idx, link) = (local.port_num, local.gid_idx, local.port.link_layer);
+    let fits = match link {
+        LinkLayer::InfiniBand => ty == GidType::Ib,
+        LinkLayer::Ethernet => ty != GidType::Ib,
+        LinkLayer::Unspecified => true,
+    };
+    if !fits {
+        return Err(Error::inval(format!(
+            "GID index {idx} has type {} but port {p}'s link layer is {} (InfiniBand needs \
+             an IB GID, Ethernet a RoCE v1/v2 GID); check ms_async_rdma_gid_idx",
+            ty.name(),
+            link.name()
+        )));
     }
+    if ty == GidType::RoceV2 && is_link_local(&entry.gid) {
+        return Err(Error::inval(format!(
+            "GID index {idx} ({}) is a link-local RoCE v2 GID: RoCE v2 is routed over UDP/IP \
+             and link-local addresses do not route; set ms_async_rdma_gid_idx to the RoCE v2 \
+             entry carrying an IPv4 (::ffff:a.b.c.d) or global IPv6 address",
+            gid_to_string(&entry.gid)
+        )));
+    }
+    Ok(())
+}
 
+/// The service level must fit the link: 3 bits on Ethernet, 4 on InfiniBand.
+fn check_sl(link: LinkLayer, attrs: &RtrAttrs) -> Result<()> {
     let max_sl = if link == LinkLayer::Ethernet { 7 } else { 15 };
     if attrs.sl > max_sl {
         return Err(Error::inval(format!(
@@ -192,18 +228,24 @@ pub fn check_rtr(local: &LocalFacts, peer: &CmMeta, attrs: &RtrAttrs) -> Result<
             link.name()
         )));
     }
+    Ok(())
+}
 
+/// max_dest_rd_atomic within the device's max_qp_rd_atom (when it is known).
+fn check_rd_atomic(local: &LocalFacts, attrs: &RtrAttrs) -> Result<()> {
     if local.max_qp_rd_atom > 0 && i32::from(attrs.max_dest_rd_atomic) > local.max_qp_rd_atom {
         return Err(Error::inval(format!(
             "max_dest_rd_atomic {} is above the device's max_qp_rd_atom {}",
             attrs.max_dest_rd_atomic, local.max_qp_rd_atom
         )));
     }
+    Ok(())
+}
 
-    peer.validate_peer(link == LinkLayer::InfiniBand)?;
-
-    // The attributes must be the ones the record and the facts say; a
-    // mismatch is a bug in the caller, reported as such.
+/// The attributes must be the ones the record and the facts say; a mismatch
+/// is a bug in the caller, reported as such.
+fn check_attrs_match_sources(local: &LocalFacts, peer: &CmMeta, attrs: &RtrAttrs) -> Result<()> {
+    let (p, idx, link) = (local.port_num, local.gid_idx, local.port.link_layer);
     let hex = |v: u32| format!("{v:#x}");
     let mismatch = if attrs.dest_qpn != peer.local_qpn {
         Some(("dest_qpn", hex(attrs.dest_qpn), "the peer's local_qpn", hex(peer.local_qpn)))
@@ -220,21 +262,25 @@ pub fn check_rtr(local: &LocalFacts, peer: &CmMeta, attrs: &RtrAttrs) -> Result<
     } else {
         None
     };
-    if let Some((name, have, src, want)) = mismatch {
-        return Err(Error::inval(format!(
+    match mismatch {
+        Some((name, have, src, want)) => Err(Error::inval(format!(
             "RTR attributes disagree with their source: {name} {have} but {src} is {want} \
              (internal error in the caller)"
-        )));
+        ))),
+        None => Ok(()),
     }
+}
 
-    if let (Some(lf), Some(pf)) = (family(&entry.gid), family(&peer.gid)) {
+/// Local and peer GIDs of a known family (IPv4-mapped, link-local) must share it.
+fn check_gid_families(local_gid: &[u8; 16], peer_gid: &[u8; 16]) -> Result<()> {
+    if let (Some(lf), Some(pf)) = (family(local_gid), family(peer_gid)) {
         if lf != pf {
             return Err(Error::inval(format!(
                 "address family of peer GID {} ({pf}) differs from local GID {} ({lf}): the \
                  kernel cannot resolve one through the other's netdev; check \
                  ms_async_rdma_gid_idx on both hosts; GID tables differ per host",
-                gid_to_string(&peer.gid),
-                gid_to_string(&entry.gid)
+                gid_to_string(peer_gid),
+                gid_to_string(local_gid)
             )));
         }
     }
