@@ -50,6 +50,7 @@ mod value;
 pub use options::Config;
 
 use crate::error::{Error, Result};
+use crate::text::json_string;
 use conf::{parse_conf, sections_for, ConfEntry};
 use options::{apply, text_of, OPTIONS};
 use std::path::Path;
@@ -268,27 +269,6 @@ impl Config {
         out.push('}');
         out
     }
-}
-
-/// Appends `s` as a JSON string literal (quoted, escaped).
-pub(crate) fn json_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\x08' => out.push_str("\\b"),
-            '\x0c' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
 }
 
 #[cfg(test)]
