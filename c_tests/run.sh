@@ -68,7 +68,7 @@ elif [ "$mode" = vm ]; then
     done
     # queue pairs: the shared library for every scenario, the static one for one
     for q in srq nosrq; do
-        for s in one two kill; do run "test_qp_rxe $s $q (so)" "$build/test_qp_rxe.so" $s $q; done
+        for s in one two kill timeout; do run "test_qp_rxe $s $q (so)" "$build/test_qp_rxe.so" $s $q; done
     done
     run "test_qp_rxe two srq (a)" "$build/test_qp_rxe.a" two srq
     # connections: each mode forks its peers; echo moves 100 MB each way per run

@@ -2,9 +2,12 @@
  * on Soft-RoCE (run in the VM).
  *   test_qp_rxe one srq|nosrq    two QPs in one process (+ drain, errors, 1000 cycles)
  *   test_qp_rxe two srq|nosrq    connector and acceptor in two processes
- *   test_qp_rxe kill srq|nosrq   the acceptor process is killed mid-stream */
+ *   test_qp_rxe kill srq|nosrq   the acceptor process is killed mid-stream
+ *   test_qp_rxe timeout srq|nosrq  stalled handshake peers on blocking and non-blocking
+ *                                  fds give -ETIMEDOUT; a signal interrupts a wait */
 #include "qp_util.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -390,9 +393,84 @@ static void killed_peer(int srq) {
     rig_close(&r);
 }
 
+static void on_alarm(int sig) {
+    (void)sig;
+    static const char m[] = "not ok - ibstack_qp_handshake blocked past its timeout (SIGALRM after 20 s)\n";
+    if (write(1, m, sizeof m - 1) < 0) _exit(1);
+    _exit(1);
+}
+
+/* One handshake against a peer that stalls: `sent` bytes of a record (0 =
+ * silent), on a blocking or non-blocking fd. The call must give up at its
+ * timeout with -ETIMEDOUT. */
+static void stalled_peer(rig *r, int role, size_t sent, int nonblock) {
+    ibstack_qp *q;
+    int fc, fa;
+    CHECK_RC(ibstack_qp_new(r->d, &q), 0, "QP created");
+    CHECK_RC(tcp_pair(&fc, &fa), 0, "TCP loopback pair");
+    int mine = role == IBSTACK_ROLE_CONNECTOR ? fc : fa, peer = role == IBSTACK_ROLE_CONNECTOR ? fa : fc;
+    if (nonblock) set_nonblock(mine);
+    const char rec[] = "0000:00000011:00000000:00000000:00000000000000000000ffff0a630001";
+    if (sent) CHECK(write(peer, rec, sent) == (ssize_t)sent, "peer wrote %zu bytes of a record", sent);
+    double t0 = now_s();
+    int rc = ibstack_qp_handshake(q, mine, role, 500);
+    double took = now_s() - t0;
+    CHECK_RC(rc, -ETIMEDOUT, "%s, %s fd, peer sent %zu of 65 bytes: -ETIMEDOUT", role == IBSTACK_ROLE_CONNECTOR ? "connector" : "acceptor",
+             nonblock ? "non-blocking" : "blocking", sent);
+    CHECK(took >= 0.45 && took < 3.0, "gave up at the 500 ms timeout (after %.2f s)", took);
+    CHECK_MSG_HAS("timed out", "the message says it timed out");
+    ibstack_qp_free(q);
+    close(fc);
+    close(fa);
+}
+
+static void on_usr1(int sig) { (void)sig; }
+
+static void *signal_later(void *main_thread) {
+    struct timespec t = {0, 150 * 1000 * 1000};
+    nanosleep(&t, NULL);
+    pthread_kill(*(pthread_t *)main_thread, SIGUSR1);
+    return NULL;
+}
+
+/* A signal that interrupts ibstack_dispatcher_wait is -EINTR, not a timeout. */
+static void interrupted_wait(rig *r) {
+    /* settle: poll until a short wait times out, so nothing is pending */
+    ibstack_wc wc[16];
+    for (int i = 0; i < 100 && ibstack_dispatcher_wait(r->d, 50) != 0; i++)
+        while (ibstack_dispatcher_poll(r->d, wc, 16) > 0) {}
+    struct sigaction sa = {.sa_handler = on_usr1}; /* no SA_RESTART */
+    sigaction(SIGUSR1, &sa, NULL);
+    pthread_t self = pthread_self(), t;
+    pthread_create(&t, NULL, signal_later, &self);
+    double t0 = now_s();
+    int rc = ibstack_dispatcher_wait(r->d, 3000);
+    double took = now_s() - t0;
+    pthread_join(t, NULL);
+    CHECK_RC(rc, -EINTR, "ibstack_dispatcher_wait interrupted by a signal after %.2f s: -EINTR", took);
+    CHECK(took < 2.0, "it returned when the signal came, not at the timeout");
+}
+
+static void timeouts(int srq) {
+    rig r;
+    CHECK_RC(rig_open(&r, srq, NULL), 0, "device, pools and dispatcher (%s)", srq ? "SRQ" : "per-QP RQ");
+    signal(SIGALRM, on_alarm);
+    alarm(20);
+    for (int nb = 0; nb < 2; nb++) {
+        stalled_peer(&r, IBSTACK_ROLE_ACCEPTOR, 0, nb);
+        stalled_peer(&r, IBSTACK_ROLE_ACCEPTOR, 10, nb);
+        stalled_peer(&r, IBSTACK_ROLE_CONNECTOR, 0, nb);
+        stalled_peer(&r, IBSTACK_ROLE_CONNECTOR, 10, nb);
+    }
+    alarm(0);
+    CHECK_RC(wait_drained(&r, 10), 0, "the timed-out QPs drained and were destroyed");
+    interrupted_wait(&r);
+    rig_close(&r);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s one|two|kill srq|nosrq\n", argv[0]);
+        fprintf(stderr, "usage: %s one|two|kill|timeout srq|nosrq\n", argv[0]);
         return 2;
     }
     int srq = strcmp(argv[2], "srq") == 0;
@@ -400,6 +478,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "one")) one_process(srq);
     else if (!strcmp(argv[1], "two")) two_processes(srq);
     else if (!strcmp(argv[1], "kill")) killed_peer(srq);
+    else if (!strcmp(argv[1], "timeout")) timeouts(srq);
     else return 2;
     DONE();
 }

@@ -105,12 +105,35 @@ pub fn device_nodes_hint() -> Option<String> {
 
 static FORK_INIT: OnceCell<std::result::Result<(), Error>> = OnceCell::new();
 
-/// Ceph's `verify_prereq`, returning errors instead of aborting.
+const HUGEPAGES_SAFE: &str = "RDMAV_HUGEPAGES_SAFE";
+
+/// Ceph's `verify_prereq`, returning errors instead of aborting
+/// (`ibstack_global_init`, which the host calls before it starts threads:
+/// it may set `RDMAV_HUGEPAGES_SAFE`).
 pub fn global_init(cfg: &Config) -> Result<()> {
-    if cfg.enable_hugepage {
+    if cfg.enable_hugepage && std::env::var_os(HUGEPAGES_SAFE).is_none() && FORK_INIT.get().is_none() {
         // libibverbs reads it when fork support is initialised; set before ibv_fork_init.
-        std::env::set_var("RDMAV_HUGEPAGES_SAFE", "1");
+        std::env::set_var(HUGEPAGES_SAFE, "1");
     }
+    verify(cfg)
+}
+
+/// The prerequisites for a stack created while other threads may run: as
+/// [`global_init`] but never touching the environment (setenv races every
+/// getenv of the process). With huge pages and fork support not yet
+/// initialised, the variable libibverbs needs is named in a warning instead.
+pub fn stack_init(cfg: &Config) -> Result<()> {
+    if cfg.enable_hugepage && std::env::var_os(HUGEPAGES_SAFE).is_none() && FORK_INIT.get().is_none() {
+        log::warn!(
+            "ms_async_rdma_enable_hugepage = true but {HUGEPAGES_SAFE} is not set and ibstack_global_init was not \
+             called: libibverbs' fork support will not know the huge-page size of the pools; call \
+             ibstack_global_init before starting threads, or export {HUGEPAGES_SAFE}=1"
+        );
+    }
+    verify(cfg)
+}
+
+fn verify(cfg: &Config) -> Result<()> {
     FORK_INIT
         .get_or_init(|| {
             crate::verbs::fork_init().map_err(|e| {
@@ -185,6 +208,15 @@ mod tests {
         assert!(check_pin(4 << 20, "x", &lim(Some(8 << 20), false, 0)).is_ok());
         let e = check_pin(4 << 20, "x", &lim(Some(8 << 20), false, 6 << 20)).unwrap_err();
         assert!(e.msg.contains("already pinned"), "{}", e.msg);
+    }
+
+    #[test]
+    fn a_stack_never_sets_the_environment() {
+        // the only test that looks at this variable
+        std::env::remove_var(HUGEPAGES_SAFE);
+        let cfg = Config { enable_hugepage: true, receive_buffers: 0, ..Config::default() };
+        let _ = stack_init(&cfg);
+        assert!(std::env::var_os(HUGEPAGES_SAFE).is_none(), "stack_init called setenv");
     }
 
     #[test]

@@ -115,7 +115,8 @@ pub unsafe extern "C" fn ibstack_dispatcher_poll(d: *const ibstack_dispatcher, w
 /// Arms both CQs, polls once more (completions that raced with arming), and
 /// if nothing is ready sleeps on both completion channels and the device's
 /// async fd for up to `timeout_ms` (-1 = forever). Returns 1 when
-/// ibstack_dispatcher_poll may have work, 0 on timeout, or -errno.
+/// ibstack_dispatcher_poll may have work, 0 on timeout, -EINTR when a signal
+/// interrupted the sleep (as poll(2)), or -errno.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_wait(d: *const ibstack_dispatcher, timeout_ms: c_int) -> c_int {
     ffi_boundary!("ibstack_dispatcher_wait", { Ok(unsafe { disp(d) }?.inner.wait(timeout_ms)? as c_int) })

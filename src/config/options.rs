@@ -109,4 +109,12 @@ options! {
 
     /// ibstack extension: the stack runs its own polling thread (false = the host drives it via ibstack_stack_fd / ibstack_stack_poll)
     "ibstack_stack_thread" => stack_thread: bool = true, Bool;
+
+    /// ibstack extension: RC retry count of the queue pairs (Ceph uses 7; rxe treats 7 as infinite, so a dead link is only reported with 6 or less)
+    "ibstack_retry_cnt" => retry_cnt: u8 = 7, Uint,
+        range(0..=7, "the RC retry count has 3 bits (7 = retry forever on some providers)");
+
+    /// ibstack extension: TCP keepalive idle time of the handshake side channel, in seconds (0 = off); a peer host that vanishes is reported after about twice this
+    "ibstack_tcp_keepalive" => tcp_keepalive: u32 = 30, Uint,
+        range(0..=86400, "keepalive idle times are at most a day (86400 s)");
 }

@@ -286,7 +286,8 @@ impl Dispatcher {
 
     /// `arm`, and if nothing is ready sleeps on both completion channels
     /// (and the device's async fd) for up to `timeout_ms` (-1 = forever).
-    /// Returns true when something may be ready for `poll`.
+    /// Returns true when something may be ready for `poll`, false on timeout;
+    /// a signal that interrupts the sleep is `EINTR`.
     pub fn wait(&self, timeout_ms: i32) -> Result<bool> {
         if self.arm()? {
             return Ok(true);
@@ -303,7 +304,7 @@ impl Dispatcher {
         if n < 0 {
             let e = crate::sys::errno();
             if e == libc::EINTR {
-                return Ok(false);
+                return Err(Error::new(libc::EINTR, "interrupted by a signal before anything was ready (not a timeout)"));
             }
             return Err(Error::new(e, "poll() on the completion channels failed"));
         }

@@ -19,15 +19,24 @@ pub trait FfiReturn: Sized {
     }
 }
 
+/// The positive errno a failure is reported with: an `Error` that carries 0
+/// (or a value that has no absolute) is `EIO`, never "success".
+fn failure_errno(err: &Error) -> i32 {
+    match err.errno.checked_abs() {
+        Some(e) if e != 0 => e,
+        _ => libc::EIO,
+    }
+}
+
 impl FfiReturn for c_int {
     fn from_error(err: &Error) -> Self {
-        -err.errno.abs()
+        -failure_errno(err)
     }
 }
 
 impl FfiReturn for isize {
     fn from_error(err: &Error) -> Self {
-        -(err.errno.abs() as isize)
+        -(failure_errno(err) as isize)
     }
 }
 
@@ -140,6 +149,14 @@ mod tests {
             }
             Ok(std::ptr::NonNull::<u8>::dangling().as_ptr())
         })
+    }
+
+    #[test]
+    fn an_error_without_errno_is_still_a_failure() {
+        let r: c_int = crate::ffi_boundary!("test_zero", { Err(Error::new(0, "no errno recorded")) });
+        assert_eq!(r, -libc::EIO, "errno 0 must not read as success");
+        let r: isize = crate::ffi_boundary!("test_zero", { Err(Error::new(i32::MIN, "odd errno")) });
+        assert_eq!(r, -(libc::EIO as isize));
     }
 
     #[test]

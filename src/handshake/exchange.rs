@@ -80,7 +80,7 @@ fn transfer(fd: RawFd, mut buf: Buf<'_>, mode: Mode, not_socket: &mut bool, move
             match (&mut buf, *not_socket) {
                 (Buf::Into(b), true) => libc::read(fd, b.as_mut_ptr().cast(), b.len()),
                 (Buf::Into(b), false) => libc::recv(fd, b.as_mut_ptr().cast(), b.len(), dontwait),
-                (Buf::From(b), true) => libc::write(fd, b.as_ptr().cast(), b.len()),
+                (Buf::From(b), true) => crate::sys::write_nosigpipe(fd, b),
                 (Buf::From(b), false) => {
                     libc::send(fd, b.as_ptr().cast(), b.len(), libc::MSG_NOSIGNAL | dontwait)
                 }
@@ -147,6 +147,12 @@ impl RecordReader {
     /// Never reads past the last byte of the record.
     pub fn poll(&mut self, fd: RawFd) -> Result<Option<CmMeta>> {
         self.step(fd, Mode::FdDefault)
+    }
+
+    /// As [`poll`](Self::poll), for a caller that has just seen the fd
+    /// readable: never blocks, even on a blocking fd.
+    pub fn poll_ready(&mut self, fd: RawFd) -> Result<Option<CmMeta>> {
+        self.step(fd, Mode::NoBlock)
     }
 
     fn fail(&mut self, e: Error) -> Result<Option<CmMeta>> {
@@ -259,10 +265,16 @@ impl RecordWriter {
     /// refused non-blocking connect, ...). Errors are final for this writer.
     ///
     /// Uses send(2) with MSG_NOSIGNAL, so a closed peer gives EPIPE instead of
-    /// SIGPIPE; non-socket fds (ENOTSOCK) fall back to write(2), which cannot
-    /// suppress SIGPIPE.
+    /// SIGPIPE; non-socket fds (ENOTSOCK) fall back to write(2) with SIGPIPE
+    /// blocked around it (`sys::write_nosigpipe`), so they give EPIPE too.
     pub fn poll(&mut self, fd: RawFd) -> Result<bool> {
         self.step(fd, Mode::FdDefault)
+    }
+
+    /// As [`poll`](Self::poll), for a caller that has just seen the fd
+    /// writable: never blocks, even on a blocking fd.
+    pub fn poll_ready(&mut self, fd: RawFd) -> Result<bool> {
+        self.step(fd, Mode::NoBlock)
     }
 
     fn step(&mut self, fd: RawFd, mode: Mode) -> Result<bool> {

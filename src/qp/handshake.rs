@@ -94,8 +94,14 @@ impl Handshake {
     /// Advances as far as the fd allows. Errors are final: the QP is not
     /// usable for this peer (the caller retires it with `to_dead`).
     pub fn step(&mut self, qp: &QueuePair, fd: RawFd) -> Result<Progress> {
+        self.step_as(qp, fd, false)
+    }
+
+    /// `step`; with `ready`, the caller has just seen the fd ready for
+    /// [`wants`](Self::wants), and no read or write blocks even on a blocking fd.
+    fn step_as(&mut self, qp: &QueuePair, fd: RawFd, ready: bool) -> Result<Progress> {
         loop {
-            let r = self.advance(qp, fd);
+            let r = self.advance(qp, fd, ready);
             match r {
                 Ok(Some(p)) => return Ok(p),
                 Ok(None) => continue,
@@ -110,13 +116,13 @@ impl Handshake {
     }
 
     /// One stage: `Ok(None)` = moved on, call again.
-    fn advance(&mut self, qp: &QueuePair, fd: RawFd) -> Result<Option<Progress>> {
+    fn advance(&mut self, qp: &QueuePair, fd: RawFd, ready: bool) -> Result<Option<Progress>> {
         let hist = &qp.env.history;
         match &mut self.stage {
             Stage::Done => Ok(Some(Progress::Done)),
             Stage::Failed(e) => Err(e.clone()),
             Stage::Send(w, next) => {
-                if !w.poll(fd)? {
+                if !(if ready { w.poll_ready(fd)? } else { w.poll(fd)? }) {
                     return Ok(Some(Progress::WantWrite));
                 }
                 let next = *next;
@@ -134,7 +140,8 @@ impl Handshake {
                 Ok(None)
             }
             Stage::Recv(r, expect) => {
-                let Some(m) = r.poll(fd)? else { return Ok(Some(Progress::WantRead)) };
+                let got = if ready { r.poll_ready(fd)? } else { r.poll(fd)? };
+                let Some(m) = got else { return Ok(Some(Progress::WantRead)) };
                 let expect = *expect;
                 let which = match expect {
                     Expect::Syn => "#1",
@@ -192,17 +199,15 @@ impl Handshake {
         qp.to_rts()
     }
 
-    /// Drives the exchange to the end, waiting on the fd as needed.
+    /// Drives the exchange to the end, waiting on the fd as needed; the
+    /// deadline holds on blocking and non-blocking fds alike (every read or
+    /// write waits for readiness first and then never blocks).
     /// `timeout_ms < 0` waits forever; `ETIMEDOUT` names the stage reached.
     pub fn run(&mut self, qp: &QueuePair, fd: RawFd, timeout_ms: i32) -> Result<()> {
         let deadline = deadline_from(timeout_ms);
         loop {
-            let events = match self.step(qp, fd)? {
-                Progress::Done => return Ok(()),
-                Progress::WantRead => libc::POLLIN,
-                Progress::WantWrite => libc::POLLOUT,
-            };
-            if !wait_ready(fd, events, deadline)? {
+            let events = self.wants();
+            if events != 0 && !wait_ready(fd, events, deadline)? {
                 let what = if events == libc::POLLIN { "waiting for the peer's record" } else { "sending our record" };
                 let e = Error::new(
                     libc::ETIMEDOUT,
@@ -212,6 +217,9 @@ impl Handshake {
                 let e = qp.fail(e);
                 self.stage = Stage::Failed(e.clone());
                 return Err(e);
+            }
+            if self.step_as(qp, fd, true)? == Progress::Done {
+                return Ok(());
             }
         }
     }

@@ -37,7 +37,6 @@ pub const FIN_WRID_TAG: u64 = 0xF1F1_0000_0000_0000;
 const MIN_RNR_TIMER: u8 = 0x12;
 const HOP_LIMIT: u8 = 6;
 const TIMEOUT: u8 = 0x12;
-const RETRY_CNT: u8 = 7;
 const RNR_RETRY: u8 = 7;
 
 /// Beacon progress.
@@ -285,7 +284,7 @@ impl QueuePair {
 
     pub fn to_rts(&self) -> Result<()> {
         self.transition(QpState::Rts)?;
-        let a = RtsAttrs { sq_psn: self.local.psn, timeout: TIMEOUT, retry_cnt: RETRY_CNT, rnr_retry: RNR_RETRY, max_rd_atomic: 1 };
+        let a = RtsAttrs { sq_psn: self.local.psn, timeout: TIMEOUT, retry_cnt: self.env.ib.config().retry_cnt, rnr_retry: RNR_RETRY, max_rd_atomic: 1 };
         self.with_raw(|r| r.modify_to_rts(&a))
             .map_err(|e| self.fail(Error::new(e.errno, explain_modify_failure("RTR->RTS", e.errno, None)).context(format_args!("QP {}", self.qpn))))?;
         self.set_state(QpState::Rts);

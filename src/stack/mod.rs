@@ -67,7 +67,7 @@ impl Stack {
     /// Opens the device, builds the pools and the dispatcher, and starts the
     /// polling thread unless `ibstack_stack_thread` is false.
     pub fn new(cfg: &Config) -> Result<Stack> {
-        crate::prereq::global_init(cfg)?;
+        crate::prereq::stack_init(cfg)?;
         let ib = Arc::new(Ib::open(cfg)?);
         let reg = Arc::new(VerbsRegistrar::new(ib.pd().clone()));
         let mem = Arc::new(MemoryManager::new(ib.config(), ib.tx_queue_len(), reg)?);
@@ -201,6 +201,10 @@ impl Shared {
     /// Creates the QP (INIT) and the connection for a TCP socket and hands
     /// it to the poller (a connector's socket is still connecting).
     pub(super) fn adopt(self: &Arc<Self>, tcp: std::os::fd::OwnedFd, role: Role, peer: String) -> Result<Arc<Conn>> {
+        let keepalive = self.disp.ib().config().tcp_keepalive;
+        if keepalive > 0 {
+            crate::sys::net::set_keepalive(tcp.as_raw_fd(), keepalive)?;
+        }
         let qp = self.disp.create_qp()?;
         let conn = match Conn::new(self.clone(), qp.clone(), tcp, role, peer, role == Role::Connector) {
             Ok(c) => c,
