@@ -333,34 +333,7 @@ check "the mon survived it" kill -0 "$(cat "$CEPH_ROOT/buf16k/mon.pid")"
 row "ms_async_rdma_buffer_size ibstack 128 KiB, ceph-mon 16 KiB (64 KiB write)" "$(sed -n 's/^# ibstack said: //p' /tmp/d3.out | cut -c1-300)" "$csays"
 sh "$0" stop buf16k
 
-say "d4. a GID index that does not exist (7)"
-interop "gid" /tmp/d4.out "$T" gid 7
-MS=async+rdma DEBUG_MS=5 sh "$0" init gid7 3303 ms_async_rdma_gid_idx=7 && MS=async+rdma DEBUG_MS=5 sh "$0" mon gid7
-mon_rc=$?
-glog=$CEPH_ROOT/gid7/log
-# Ceph opens the port's GID lazily and reads an empty slot as the zero GID without
-# complaint: the mon comes up; a peer's connection is what fails
-say "ceph-mon with ms_async_rdma_gid_idx = 7 came up: $([ $mon_rc -eq 0 ] && echo yes || echo no)"
-interop "connect-fail" /tmp/d4b.out "$T" connect-fail $IP 3303
-wait_for "$glog/mon.a.log" 'RTR|RTS|gid|GID|ceph_assert' 20 "$(cat "$CEPH_ROOT/gid7/mon.pid" 2>/dev/null)"
-csays=$(ceph_says 'RTR|RTS|gid|GID|ceph_assert' "$glog/mon.a.out" "$glog/mon.a.log")
-echo "# mon log: $csays"
-check "ceph-mon with ms_async_rdma_gid_idx = 7 logs the failure when a peer connects" test -n "$csays"
-# the same for a Ceph client: rados with gid index 7 against the good mon
-rlog=$CEPH_ROOT/main/log/rados-gid7.log
-launch "$CEPH_ROOT/main/log/rados-gid7.out" /usr/bin/rados -c "$CEPH_ROOT/main/ceph.conf" --ms_type async+rdma \
-    --ms_async_rdma_gid_idx 7 --debug_ms 5 --log-file "$rlog" --client_mount_timeout 60 lspools &
-rpid=$!
-wait_for "$rlog" 'RTR|RTS|gid|GID|ceph_assert' 30 $rpid
-kill $rpid 2>/dev/null; wait $rpid; rrc=$?
-rsays=$(ceph_says 'RTR|RTS|gid|GID|ceph_assert' "$CEPH_ROOT/main/log/rados-gid7.out" "$rlog")
-echo "# rados (gid 7) status $rrc: $rsays"
-check "rados with ms_async_rdma_gid_idx = 7 logs the failure" test -n "$rsays"
-row "ms_async_rdma_gid_idx = 7" "$(sed -n 's/^# ibstack said: //p' /tmp/d4.out | cut -c1-300)" "mon: ${csays:-nothing at start}; rados: $rsays"
-row "ibstack client -> ceph-mon with gid_idx 7" "$(sed -n 's/^# ibstack said: //p' /tmp/d4b.out | cut -c1-300)" "$csays"
-sh "$0" stop gid7
-
-say "d5. memlock: unprivileged, ulimit -l 8192"
+say "d4. memlock: unprivileged, ulimit -l 8192"
 AS_USER=1 MEMLOCK=8192; launch /tmp/d5.raw "$T" memlock; trc=$?
 cat /tmp/d5.raw; passed=$((passed + $(grep -c '^ok - ' /tmp/d5.raw))); failed=$((failed + $(grep -c '^not ok - ' /tmp/d5.raw)))
 [ $trc -eq 0 ] || grep -q '^not ok - ' /tmp/d5.raw || notok "memlock exited with $trc"
@@ -375,6 +348,48 @@ check "rados as uid 1000 with ulimit -l 8192 aborts with FAILED ceph_assert(m)" 
     sh -c "[ $rrc -ne 0 ] && echo '$csays' | grep -q 'FAILED ceph_assert(m)'"
 row "memlock 8 MiB, uid 1000" "$(sed -n 's/^# ibstack said[^:]*: //p' /tmp/d5.raw | cut -c1-300)" "$csays"
 
+say "d5. a GID index that does not exist (7)"
+interop "gid" /tmp/d4.out "$T" gid 7
+MS=async+rdma DEBUG_MS=5 sh "$0" init gid7 3303 ms_async_rdma_gid_idx=7 && MS=async+rdma DEBUG_MS=5 sh "$0" mon gid7
+mon_rc=$?
+glog=$CEPH_ROOT/gid7/log
+gpid=$(cat "$CEPH_ROOT/gid7/mon.pid" 2>/dev/null)
+# Ceph reads the GID lazily and takes the empty slot (all zeros) without complaint: the
+# mon comes up, and fails only when a peer's connection moves its QP to RTR
+say "ceph-mon with ms_async_rdma_gid_idx = 7 came up: $([ $mon_rc -eq 0 ] && echo yes || echo no)"
+interop "connect-fail" /tmp/d4b.out "$T" connect-fail $IP 3303
+wait_for "$glog/mon.a.out" 'FAILED ceph_assert' 20 "$gpid"
+rtr=$(ceph_says 'RTR state' "$glog/mon.a.log" "$glog/mon.a.out")
+csays=$(ceph_says 'FAILED ceph_assert' "$glog/mon.a.out" "$glog/mon.a.log")
+echo "# gid7 mon log: $rtr"
+echo "# gid7 mon log: $csays"
+check "ceph-mon with ms_async_rdma_gid_idx = 7 fails its RTR transition when a peer connects" test -n "$rtr"
+i=0; while kill -0 "$gpid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.2; i=$((i + 1)); done
+kill -0 "$gpid" 2>/dev/null && alive=yes || alive=no
+echo "# gid7 mon still running: $alive"
+row "ms_async_rdma_gid_idx = 7 (ibstack stack / Ceph mon, an ibstack client connects)" \
+    "$(sed -n 's/^# ibstack said: //p' /tmp/d4.out | cut -c1-300) || client of that mon: $(sed -n 's/^# ibstack said: //p' /tmp/d4b.out | cut -c1-200)" \
+    "$rtr || $csays (mon still running: $alive)"
+sh "$0" stop gid7
+# a Ceph client with the bad index, against the healthy mon (last: it takes the mon down)
+mpid=$(cat "$CEPH_ROOT/main/mon.pid")
+rlog=$CEPH_ROOT/main/log/rados-gid7.log
+launch "$CEPH_ROOT/main/log/rados-gid7.out" /usr/bin/rados -c "$CEPH_ROOT/main/ceph.conf" --ms_type async+rdma \
+    --ms_async_rdma_gid_idx 7 --debug_ms 5 --log-file "$rlog" --client_mount_timeout 60 lspools &
+rpid=$!
+wait_for "$mlog" 'RTR state' 30 "$mpid"
+wait_for "$CEPH_ROOT/main/log/mon.a.out" 'FAILED ceph_assert' 10 "$mpid"
+wait_for "$rlog" 'send_cm_meta|recv_cm_meta|RTR|fault' 20 $rpid
+kill $rpid 2>/dev/null; wait $rpid 2>/dev/null
+rtr=$(ceph_says 'RTR state' "$mlog" "$CEPH_ROOT/main/log/mon.a.out")
+csays=$(ceph_says 'FAILED ceph_assert' "$CEPH_ROOT/main/log/mon.a.out" "$mlog")
+rsays=$(ceph_says 'send_cm_meta|recv_cm_meta|RTR' "$rlog" "$CEPH_ROOT/main/log/rados-gid7.out")
+echo "# mon log: $rtr"
+echo "# mon log: $csays"
+echo "# rados (gid 7) log: $rsays"
+check "rados with ms_async_rdma_gid_idx = 7: its peer, the healthy mon, fails the RTR transition" test -n "$rtr"
+row "rados with ms_async_rdma_gid_idx = 7 -> healthy async+rdma mon" "(ibstack_stack_new refuses the index up front, see above)" \
+    "mon: $rtr || $csays; rados: $rsays"
 sh "$0" stop main
 echo "# ---- mismatch table"
 sed 's/^/# /' "$table"
