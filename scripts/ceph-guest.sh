@@ -64,7 +64,7 @@ wait_for() {
 
 common_args() {  # NAME WHO: the options every process of the cluster gets
     d=$CEPH_ROOT/$1
-    echo "-c $d/ceph.conf --ms_type $MS --debug_ms $DEBUG_MS --log-file $d/log/$2.log"
+    echo "-c $d/ceph.conf --ms_type $MS --debug_ms $DEBUG_MS --log-file $d/log/$2.log --log_to_stderr false"
 }
 
 cmd_init() {  # NAME PORT [key=value]...
