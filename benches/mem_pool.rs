@@ -40,7 +40,7 @@ fn main() {
     let cfg = Config { buffer_size: 4096, receive_buffers: 4096, rx_first_block: 1024, ..Config::default() };
     let mm = MemoryManager::new(&cfg, 1024, Arc::new(HostRegistrar::new(None))).unwrap();
     // warm the RX pool so the benchmark measures the fast path only
-    let warm: Vec<_> = (0..1024).map(|_| mm.rx.get().unwrap() as *const _).collect();
+    let warm: Vec<_> = (0..1024).map(|_| mm.rx.get().unwrap()).collect();
     for p in warm {
         mm.rx.release(p).unwrap();
     }
@@ -50,7 +50,7 @@ fn main() {
     let tx = || {
         let c = mm.tx.get_one().unwrap();
         black_box(c);
-        mm.tx.put(&[c as *const _]).unwrap();
+        mm.tx.put(&[c]).unwrap();
     };
     let rx = || {
         let c = mm.rx.get().unwrap();

@@ -4,7 +4,7 @@
 
 use crate::capi::cq::{ibstack_cq, static_cstr, wc_slice};
 use crate::capi::ib::ibstack_ib;
-use crate::capi::mem::{chunk, ibstack_chunk, ibstack_mem_mgr};
+use crate::capi::mem::{chunk_id, ibstack_chunk, ibstack_mem_mgr};
 use crate::capi::qp::ibstack_qp;
 use crate::counters::CountersSnapshot;
 use crate::dispatcher::Dispatcher;
@@ -142,7 +142,10 @@ pub unsafe extern "C" fn ibstack_dispatcher_post_rx(d: *const ibstack_dispatcher
 pub unsafe extern "C" fn ibstack_dispatcher_release_rx(d: *const ibstack_dispatcher, c: *mut ibstack_chunk) -> c_int {
     ffi_boundary!("ibstack_dispatcher_release_rx", {
         let d = unsafe { disp(d) }?;
-        d.inner.release_rx(unsafe { chunk(c) }?)?;
+        if c.is_null() {
+            return Err(crate::Error::inval("chunk is NULL"));
+        }
+        d.inner.mem().rx.release_wr_id(chunk_id(c))?;
         Ok(0)
     })
 }

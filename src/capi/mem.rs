@@ -88,7 +88,7 @@ pub unsafe extern "C" fn ibstack_mem_mgr_get_tx_chunks(
             return Err(Error::inval(format!("out is NULL but cap is {cap}")));
         }
         // SAFETY: out holds cap entries and get_each hands out indices below cap.
-        let n = mm.inner.tx.get_each(bytes, cap, |i, c| unsafe { *out.add(i) = opaque_ptr(c) })?;
+        let n = mm.inner.tx.get_each(bytes, cap, |i, c| unsafe { *out.add(i) = opaque_ptr(&*c) })?;
         // SAFETY: checked non-NULL.
         unsafe { *n_out = n };
         Ok(0)
@@ -115,7 +115,7 @@ pub unsafe extern "C" fn ibstack_mem_mgr_return_tx(
         }
         // SAFETY: chunks holds n pointers.
         let list = unsafe { std::slice::from_raw_parts(chunks, n) };
-        mm.inner.tx.put_each(list.iter().map(|&p| from_opaque(p)))?;
+        mm.inner.tx.put_wr_ids(list.iter().map(|&p| chunk_id(p)))?;
         Ok(0)
     })
 }
@@ -135,7 +135,7 @@ pub unsafe extern "C" fn ibstack_mem_mgr_tx_chunk_by_buffer(mm: *const ibstack_m
     ffi_boundary!("ibstack_mem_mgr_tx_chunk_by_buffer", {
         // SAFETY: mm is NULL or live.
         let mm = unsafe { handle::borrow(mm, "mm") }?;
-        Ok(mm.inner.tx.chunk_by_buffer(ptr.cast()).map(opaque_ptr).unwrap_or(std::ptr::null_mut()))
+        Ok(mm.inner.tx.chunk_by_buffer(ptr.cast()).map(|c| opaque_ptr(&*c)).unwrap_or(std::ptr::null_mut()))
     })
 }
 
@@ -151,7 +151,7 @@ pub unsafe extern "C" fn ibstack_mem_mgr_get_rx_chunk(mm: *mut ibstack_mem_mgr, 
         handle::check_out(out, "out")?;
         let c = mm.inner.rx.get()?;
         // SAFETY: checked non-NULL.
-        unsafe { *out = opaque_ptr(c) };
+        unsafe { *out = opaque_ptr(&*c) };
         Ok(0)
     })
 }
@@ -166,7 +166,7 @@ pub unsafe extern "C" fn ibstack_mem_mgr_release_rx_chunk(mm: *mut ibstack_mem_m
         if chunk.is_null() {
             return Err(Error::inval("chunk is NULL"));
         }
-        mm.inner.rx.release(from_opaque(chunk))?;
+        mm.inner.rx.release_wr_id(chunk_id(chunk))?;
         Ok(0)
     })
 }
@@ -193,6 +193,14 @@ pub unsafe extern "C" fn ibstack_mem_mgr_stats_json(mm: *const ibstack_mem_mgr, 
         // SAFETY: buf is NULL or holds len bytes, per the header.
         unsafe { handle::text_out(&mm.inner.stats().to_json(), buf, len) }
     })
+}
+
+/// The identity of a C `ibstack_chunk *` on the data path: its address, as
+/// the pools' checked lookups (`from_wr_id`, `put_wr_ids`, `release_wr_id`)
+/// take it. Nothing is dereferenced here; the pools check the address
+/// against their header arrays first.
+pub(crate) fn chunk_id<T>(c: *const T) -> u64 {
+    from_opaque::<_, Chunk>(c) as usize as u64
 }
 
 /// Borrow a chunk argument (NULL → -EINVAL / 0).

@@ -3,13 +3,12 @@
 
 use crate::capi::cq::static_cstr;
 use crate::capi::dispatcher::ibstack_dispatcher;
-use crate::capi::mem::ibstack_chunk;
+use crate::capi::mem::{chunk_id, ibstack_chunk};
 use crate::dispatcher::Dispatcher;
 use crate::error::Error;
-use crate::ffi::handle::{self, from_opaque};
+use crate::ffi::handle;
 use crate::ffi_boundary;
 use crate::handshake::{CmMeta, RECORD_LEN};
-use crate::mem::Chunk;
 use crate::qp::{Handshake, Progress, QueuePair, Role};
 use crate::verbs::QpState;
 use parking_lot::Mutex;
@@ -313,15 +312,12 @@ pub unsafe extern "C" fn ibstack_qp_post_send(
         // SAFETY: the caller provides n entries.
         let list = unsafe { std::slice::from_raw_parts(chunks, n) };
         let tx = &q.disp.mem().tx;
-        let mut refs: Vec<&Chunk> = Vec::with_capacity(n);
         for (i, &p) in list.iter().enumerate() {
-            let c = tx
-                .chunk_at(from_opaque(p))
-                .filter(|c| c.is_in_use())
-                .ok_or_else(|| Error::inval(format!("chunks[{i}] ({p:p}) is not a TX chunk handed out by the pool")))?;
-            refs.push(c);
+            if !tx.from_wr_id(chunk_id(p)).is_some_and(|c| c.is_in_use()) {
+                return Err(Error::inval(format!("chunks[{i}] ({p:p}) is not a TX chunk handed out by the pool")));
+            }
         }
-        let r = q.qp.post_chunks(&refs);
+        let r = q.qp.post_chunks(list.iter().map(|&p| tx.from_wr_id(chunk_id(p)).expect("checked above")));
         let done = r.as_ref().map_or_else(|e| e.posted, |_| n);
         if !posted.is_null() {
             // SAFETY: as above.

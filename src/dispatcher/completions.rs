@@ -4,7 +4,6 @@
 use super::Dispatcher;
 use crate::error::Error;
 use crate::history::QpEvent;
-use crate::mem::Chunk;
 use crate::qp::{QueuePair, BEACON_WRID, FIN_WRID_TAG};
 use crate::verbs::cq::{WC_OPCODE_RECV, WC_RETRY_EXC_ERR, WC_SUCCESS, WC_WR_FLUSH_ERR};
 use crate::verbs::{wc_status_name, Wc};
@@ -45,7 +44,7 @@ impl Dispatcher {
     pub(super) fn handle_tx(&self, wcs: &[Wc]) -> usize {
         let c = &self.env.counters;
         c.tx_total_wc.fetch_add(wcs.len() as u64, Relaxed);
-        let mut chunks: Vec<*const Chunk> = Vec::with_capacity(wcs.len());
+        let mut n = 0;
         for w in wcs {
             let qp = self.lookup(w.qp_num);
             if w.wr_id == BEACON_WRID {
@@ -81,8 +80,11 @@ impl Dispatcher {
                     None => log::warn!("send completion {} for unknown QP {}", wc_status_name(w.status), w.qp_num),
                 }
             }
-            if let Some(ch) = self.env.mem.tx.chunk_at(w.wr_id as *const Chunk) {
-                chunks.push(ch);
+            if let Some(ch) = self.env.mem.tx.from_wr_id(w.wr_id) {
+                match self.env.mem.tx.put_one(ch) {
+                    Ok(()) => n += 1,
+                    Err(e) => log::error!("returning a TX chunk after completion: {e}"),
+                }
             } else if w.wr_id & !0xFF_FFFF == FIN_WRID_TAG {
                 log::debug!("QP {}: close SEND completed ({})", w.qp_num, wc_status_name(w.status));
             } else {
@@ -92,12 +94,6 @@ impl Dispatcher {
                     w.qp_num,
                     w.wr_id
                 );
-            }
-        }
-        let n = chunks.len();
-        if n > 0 {
-            if let Err(e) = self.env.mem.tx.put(&chunks) {
-                log::error!("returning TX chunks after completion: {e}");
             }
         }
         n
@@ -112,13 +108,13 @@ impl Dispatcher {
         let srq = self.env.srq.is_some();
         for w in wcs {
             self.env.rx_posted.fetch_sub(1, Relaxed);
-            let Some(chunk) = self.env.mem.rx.chunk_at(w.wr_id as *const Chunk) else {
+            let Some(chunk) = self.env.mem.rx.from_wr_id(w.wr_id) else {
                 log::error!("receive completion on QP {} with wr_id {:#x} that is not an RX chunk; ignored", w.qp_num, w.wr_id);
                 continue;
             };
             let qp = self.lookup(w.qp_num);
             if let (false, Some(q)) = (srq, &qp) {
-                q.rx_completed(w.wr_id as usize);
+                q.rx_completed(chunk);
             }
             chunk.set_qp(0);
             // Every completion consumed one SRQ entry: put one back.
@@ -129,7 +125,7 @@ impl Dispatcher {
             if w.status == WC_SUCCESS && w.opcode == WC_OPCODE_RECV {
                 let Some(q) = live else {
                     log::debug!("receive for dead or unknown QP {}: buffer returned", w.qp_num);
-                    self.release_rx_addrs(&[w.wr_id as usize]);
+                    self.release_rx_chunk(chunk);
                     continue;
                 };
                 if !srq {
@@ -148,7 +144,7 @@ impl Dispatcher {
                 continue;
             }
             c.rx_total_wc_errors.fetch_add(1, Relaxed);
-            self.release_rx_addrs(&[w.wr_id as usize]);
+            self.release_rx_chunk(chunk);
             match live {
                 Some(q) => self.fault_live(q, w, wc_error(w.qp_num, "receive", w)),
                 None => log::debug!("receive flushed ({}) on dead QP {}", wc_status_name(w.status), w.qp_num),

@@ -57,6 +57,8 @@ pub struct Dispatcher {
     events: Mutex<VecDeque<AsyncEvent>>,
     /// Serializes polling; holds the completion scratch array.
     poll_lock: Mutex<Box<[Wc; MAX_COMPLETIONS]>>,
+    /// Serializes `post_rx`; holds its list of chunks being posted.
+    rx_scratch: Mutex<Vec<crate::mem::ChunkRef>>,
     last_async_check: Mutex<crate::cycles::Stamp>,
 }
 
@@ -80,6 +82,7 @@ impl Dispatcher {
         } else {
             None
         };
+        let ib_rx_queue_len = ib.rx_queue_len();
         let counters = Arc::new(Counters::new());
         let history = Arc::new(History::new(cfg.qp_history_len as usize));
         let env = Arc::new(Env {
@@ -99,6 +102,7 @@ impl Dispatcher {
             ready: Mutex::new(VecDeque::new()),
             events: Mutex::new(VecDeque::new()),
             poll_lock: Mutex::new(Box::new([Wc::default(); MAX_COMPLETIONS])),
+            rx_scratch: Mutex::new(Vec::with_capacity(ib_rx_queue_len as usize)),
             last_async_check: Mutex::new(crate::cycles::Stamp::now()),
         };
         if d.env.srq.is_some() {
@@ -180,7 +184,9 @@ impl Dispatcher {
         if let Err(e) = r {
             log::error!("{e}");
         }
-        self.release_rx_addrs(&left);
+        for c in left {
+            self.release_rx_chunk(c);
+        }
         self.env.history.record(qp.qp_num(), crate::history::QpEvent::Destroyed, "creation failed");
         self.env.history.retire(qp.qp_num());
     }
@@ -387,7 +393,7 @@ impl Dispatcher {
     pub fn release_delivered(&self, wcs: &[Wc]) {
         for w in wcs {
             if w.status == crate::verbs::cq::WC_SUCCESS {
-                self.release_rx_addrs(&[w.wr_id as usize]);
+                self.release_rx_wr_id(w.wr_id);
             }
         }
     }

@@ -121,7 +121,9 @@ impl Dispatcher {
         }
         if !left.is_empty() {
             let _ = self.env.rx_posted.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(left.len() as u64)));
-            self.release_rx_addrs(&left);
+            for c in left {
+                self.release_rx_chunk(c);
+            }
         }
         c.qp_destroyed.fetch_add(1, Relaxed);
         let _ = c.active_queue_pair.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));

@@ -4,7 +4,7 @@
 
 use super::Dispatcher;
 use crate::error::{Error, Result};
-use crate::mem::Chunk;
+use crate::mem::ChunkRef;
 use crate::qp::QueuePair;
 use crate::verbs::RecvWr;
 use std::sync::atomic::Ordering::*;
@@ -20,14 +20,16 @@ impl Dispatcher {
             return Err(Error::inval("post_rx: no SRQ (ms_async_rdma_support_srq = false), so a QP is required"));
         }
         let rx = &self.env.mem.rx;
-        let mut wrs = Vec::with_capacity(n as usize);
+        // The dispatcher's scratch list of chunks (kept, so nothing is allocated per post).
+        let mut chunks = self.rx_scratch.lock();
+        chunks.clear();
         let qpn = if self.env.srq.is_none() { qp.map_or(0, |q| q.qp_num()) } else { crate::qp::SRQ_OWNER };
         for i in 0..n {
             match rx.get() {
                 Ok(c) => {
                     c.reset_read();
                     c.set_qp(qpn);
-                    wrs.push(RecvWr { wr_id: c as *const Chunk as u64, addr: c.buffer() as u64, len: c.capacity(), lkey: c.lkey() });
+                    chunks.push(c);
                 }
                 Err(e) => {
                     log::warn!("out of receive buffers: wanted {n}, got {i}: {e}");
@@ -35,29 +37,31 @@ impl Dispatcher {
                 }
             }
         }
-        if wrs.is_empty() {
+        if chunks.is_empty() {
             return Ok(0);
         }
+        let wrs = chunks.iter().map(|c| RecvWr { wr_id: c.wr_id(), addr: c.buffer() as u64, len: c.capacity(), lkey: c.lkey() });
         let r = match (&self.env.srq, qp) {
-            (Some(srq), _) => srq.post_recv(&wrs),
-            (None, Some(q)) => q.post_own_recv(&wrs),
+            (Some(srq), _) => srq.post_recv(wrs),
+            (None, Some(q)) => q.post_own_recv(wrs),
             (None, None) => unreachable!("checked above"),
         };
         match r {
             Ok(()) => {
-                self.env.rx_posted.fetch_add(wrs.len() as u64, Relaxed);
-                Ok(wrs.len())
+                self.env.rx_posted.fetch_add(chunks.len() as u64, Relaxed);
+                Ok(chunks.len())
             }
             Err(pe) => {
                 self.env.rx_posted.fetch_add(pe.posted as u64, Relaxed);
                 self.env.counters.rx_post_errors.fetch_add(1, Relaxed);
-                let refused: Vec<usize> = wrs[pe.posted..].iter().map(|w| w.wr_id as usize).collect();
-                self.release_rx_addrs(&refused);
+                for &c in &chunks[pe.posted..] {
+                    self.release_rx_chunk(c);
+                }
                 let target = match qp {
                     Some(q) if self.env.srq.is_none() => format!("QP {}'s receive queue", q.qp_num()),
                     _ => "the SRQ".to_string(),
                 };
-                Err(pe.err.context(format_args!("posting receive buffers to {target}: {} of {} posted", pe.posted, wrs.len())))
+                Err(pe.err.context(format_args!("posting receive buffers to {target}: {} of {} posted", pe.posted, chunks.len())))
             }
         }
     }
@@ -118,17 +122,23 @@ impl Dispatcher {
         }
     }
 
-    /// Returns RX chunks (by address) to the pool.
-    pub(crate) fn release_rx_addrs(&self, addrs: &[usize]) {
-        for &a in addrs {
-            if let Err(e) = self.env.mem.rx.release(a as *const Chunk) {
-                log::error!("returning an RX chunk: {e}");
-            }
+    /// Returns an RX chunk to the pool (a failure is logged).
+    pub(crate) fn release_rx_chunk(&self, c: ChunkRef) {
+        if let Err(e) = self.env.mem.rx.release(c) {
+            log::error!("returning an RX chunk: {e}");
+        }
+    }
+
+    /// Returns an RX chunk named by a completion's `wr_id` (checked) to the
+    /// pool; a `wr_id` that is not an RX chunk is logged.
+    pub(crate) fn release_rx_wr_id(&self, wr_id: u64) {
+        if let Err(e) = self.env.mem.rx.release_wr_id(wr_id) {
+            log::error!("returning an RX chunk: {e}");
         }
     }
 
     /// Returns one RX chunk the host finished reading.
-    pub fn release_rx(&self, chunk: &Chunk) -> Result<()> {
+    pub fn release_rx(&self, chunk: ChunkRef) -> Result<()> {
         self.env.mem.rx.release(chunk)
     }
 }

@@ -545,7 +545,7 @@ mod tests {
     fn expect_eproto(bytes: &[u8]) -> String {
         let e = CmMeta::decode(bytes).expect_err("must be rejected");
         assert_eq!(e.errno, libc::EPROTO, "{}", e.msg);
-        e.msg
+        e.msg.into_owned()
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! (relaxed, plain loads/stores on x86) only so the pool's header array can be
 //! shared between threads without `unsafe` aliasing.
 
+use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::Relaxed};
 
 pub(crate) const FREE: u8 = 0;
@@ -151,6 +152,53 @@ impl Chunk {
     }
     pub(crate) fn is_in_use(&self) -> bool {
         self.state.load(Relaxed) == IN_USE
+    }
+}
+
+/// The one identity of a chunk on the data path, from its pool to a work
+/// request and back: the address of the chunk's header, which is also the
+/// `wr_id` of the work request that carries it.
+///
+/// Only the pools create a `ChunkRef` (for one of their own headers, when
+/// handing a chunk out or after checking a `wr_id` against their header
+/// arrays with `from_wr_id`), so dereferencing one is always valid while the
+/// pool lives; everything that stores a `ChunkRef` keeps its pool alive.
+/// Copying it copies the handle, not the ownership: whoever took the chunk
+/// from the pool owns it until it is returned.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChunkRef(NonNull<Chunk>);
+
+// SAFETY: a ChunkRef is an address of a `Chunk`, which is Send + Sync.
+unsafe impl Send for ChunkRef {}
+unsafe impl Sync for ChunkRef {}
+
+impl ChunkRef {
+    /// For pools only: `c` must be one of the calling pool's headers.
+    pub(super) fn new(c: &Chunk) -> ChunkRef {
+        ChunkRef(NonNull::from(c))
+    }
+    /// The `wr_id` of a work request carrying this chunk (its header address).
+    pub fn wr_id(self) -> u64 {
+        self.0.as_ptr() as usize as u64
+    }
+    /// The header address, for the C boundary (`ibstack_chunk *`).
+    pub fn as_ptr(self) -> *const Chunk {
+        self.0.as_ptr()
+    }
+}
+
+impl std::ops::Deref for ChunkRef {
+    type Target = Chunk;
+    fn deref(&self) -> &Chunk {
+        // SAFETY: created by a pool for one of its headers (see the type), which
+        // live as long as the pool; holders keep the pool alive.
+        unsafe { self.0.as_ref() }
+    }
+}
+
+impl std::fmt::Debug for ChunkRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#x}:{:?}", self.wr_id(), **self)
     }
 }
 

@@ -15,7 +15,7 @@ pub mod registrar;
 pub mod rx;
 pub mod tx;
 
-pub use chunk::{Chunk, ChunkKind};
+pub use chunk::{Chunk, ChunkKind, ChunkRef};
 pub use registrar::{HostRegistrar, Registrar, VerbsRegistrar};
 pub use rx::RxPool;
 pub use tx::TxCluster;
@@ -99,6 +99,12 @@ impl MemoryManager {
         };
         let rx = RxPool::new(bs, cfg.receive_buffers, first, cfg.enable_hugepage, registrar);
         Ok(MemoryManager { tx, rx })
+    }
+
+    /// The chunk a completion's `wr_id` names, if it is a header of either
+    /// pool (checked before anything is dereferenced).
+    pub fn from_wr_id(&self, wr_id: u64) -> Option<ChunkRef> {
+        self.tx.from_wr_id(wr_id).or_else(|| self.rx.from_wr_id(wr_id))
     }
 
     pub fn stats(&self) -> MemStats {

@@ -12,7 +12,7 @@
 //! Get/release of a chunk of an existing block is lock-free; only growing
 //! takes the pool's own growth lock (never a process-wide one).
 
-use super::chunk::{Chunk, ChunkKind, FREE, IN_USE};
+use super::chunk::{Chunk, ChunkKind, ChunkRef, FREE, IN_USE};
 use super::freelist::{FreeList, Links};
 use super::region::Region;
 use super::registrar::{register_checked, Registrar, Registration};
@@ -81,17 +81,17 @@ impl RxPool {
         &b.chunks[(index & ((1 << SLOT_BITS) - 1)) as usize]
     }
 
-    fn take(&self) -> Option<&Chunk> {
+    fn take(&self) -> Option<ChunkRef> {
         let i = self.free.pop(&Blocks(&self.blocks))?;
         let c = self.chunk(i);
         c.state.store(IN_USE, Relaxed);
-        Some(c)
+        Some(ChunkRef::new(c))
     }
 
     /// A free receive chunk (bound 0), growing the pool when needed.
     /// -ENOBUFS when the limit is reached; a failed registration is returned
     /// as an error and the pool stays usable.
-    pub fn get(&self) -> Result<&Chunk> {
+    pub fn get(&self) -> Result<ChunkRef> {
         if let Some(c) = self.take() {
             return Ok(c);
         }
@@ -166,23 +166,38 @@ impl RxPool {
         self.free.push_spread(&Blocks(&self.blocks), (first + 1)..(first + n));
         let c = self.chunk(first);
         c.state.store(IN_USE, Relaxed);
-        Ok(c)
+        Ok(ChunkRef::new(c))
     }
 
-    /// The header at `p`, if it is one of this pool's chunks.
-    pub fn chunk_at(&self, p: *const Chunk) -> Option<&Chunk> {
-        let size = std::mem::size_of::<Chunk>();
+    /// The chunk a `wr_id` (a header address: a receive completion's, or an
+    /// `ibstack_chunk *` from C) names, if it is one of this pool's headers:
+    /// checked against every published block's header array before anything
+    /// is dereferenced.
+    pub fn from_wr_id(&self, wr_id: u64) -> Option<ChunkRef> {
+        let size = std::mem::size_of::<Chunk>() as u64;
         let n = self.nblocks.load(Acquire);
         self.blocks[..n].iter().filter_map(|b| b.get()).find_map(|b| {
-            let off = (p as usize).checked_sub(b.chunks.as_ptr() as usize)?;
-            (off % size == 0 && off / size < b.chunks.len()).then(|| &b.chunks[off / size])
+            let off = wr_id.checked_sub(b.chunks.as_ptr() as usize as u64)?;
+            (off % size == 0 && off / size < b.chunks.len() as u64).then(|| ChunkRef::new(&b.chunks[(off / size) as usize]))
         })
     }
 
+    /// Whether `c` is one of this pool's headers (O(1): by its index).
+    fn owns(&self, c: ChunkRef) -> bool {
+        if c.kind() != ChunkKind::Rx {
+            return false;
+        }
+        let i = c.index();
+        let Some(b) = self.blocks.get((i >> SLOT_BITS) as usize).and_then(|b| b.get()) else { return false };
+        b.chunks.get((i & ((1 << SLOT_BITS) - 1)) as usize).is_some_and(|h| std::ptr::eq(h, c.as_ptr()))
+    }
+
     /// Give a receive chunk back (Ceph's release_rx_buffer): read cursors
-    /// reset, owning QP cleared. Twice, or a foreign pointer, is -EINVAL.
-    pub fn release(&self, p: *const Chunk) -> Result<()> {
-        let c = self.chunk_at(p).ok_or_else(|| Error::inval(format!("{p:p} is not an RX chunk of this pool")))?;
+    /// reset, owning QP cleared. Twice, or a chunk of another pool, is -EINVAL.
+    pub fn release(&self, c: ChunkRef) -> Result<()> {
+        if !self.owns(c) {
+            return Err(Error::inval(format!("{:#x} is not an RX chunk of this pool", c.wr_id())));
+        }
         if c.state.compare_exchange(IN_USE, FREE, AcqRel, Relaxed).is_err() {
             return Err(Error::inval(format!("RX chunk {:#x} is already free (released twice?)", c.index())));
         }
@@ -190,6 +205,13 @@ impl RxPool {
         c.set_qp(0);
         self.free.push(&Blocks(&self.blocks), c.index());
         Ok(())
+    }
+
+    /// As [`release`](Self::release), for a `wr_id` (e.g. from C), checked
+    /// with [`from_wr_id`](Self::from_wr_id) first.
+    pub fn release_wr_id(&self, wr_id: u64) -> Result<()> {
+        let c = self.from_wr_id(wr_id).ok_or_else(|| Error::inval(format!("{wr_id:#x} is not an RX chunk of this pool")))?;
+        self.release(c)
     }
 
     pub fn limit(&self) -> u32 {
@@ -211,12 +233,8 @@ impl RxPool {
         self.blocks[..self.block_count()].iter().filter_map(|b| b.get())
     }
     /// The chunks in use that satisfy `f`.
-    pub(crate) fn in_use_where(&self, f: impl Fn(&Chunk) -> bool) -> Vec<*const Chunk> {
-        self.published()
-            .flat_map(|b| b.chunks.iter())
-            .filter(|c| c.is_in_use() && f(c))
-            .map(|c| c as *const Chunk)
-            .collect()
+    pub(crate) fn in_use_where(&self, f: impl Fn(&Chunk) -> bool) -> Vec<ChunkRef> {
+        self.published().flat_map(|b| b.chunks.iter()).filter(|c| c.is_in_use() && f(c)).map(ChunkRef::new).collect()
     }
     pub fn in_use(&self) -> usize {
         self.published().map(|b| b.chunks.iter().filter(|c| c.is_in_use()).count()).sum()

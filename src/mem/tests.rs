@@ -9,6 +9,10 @@ fn cfg(buffer_size: u64, receive_buffers: u32, first: u32) -> Config {
     Config { buffer_size, receive_buffers, rx_first_block: first, ..Config::default() }
 }
 
+fn refs(s: &[Option<ChunkRef>]) -> Vec<ChunkRef> {
+    s.iter().map(|c| c.expect("taken")).collect()
+}
+
 fn mm(tx: u32, rx_limit: u32, first: u32) -> (MemoryManager, Arc<HostRegistrar>) {
     let reg = Arc::new(HostRegistrar::new(None));
     (MemoryManager::new(&cfg(4096, rx_limit, first), tx, reg.clone()).unwrap(), reg)
@@ -17,59 +21,59 @@ fn mm(tx: u32, rx_limit: u32, first: u32) -> (MemoryManager, Arc<HostRegistrar>)
 #[test]
 fn tx_takes_ceil_bytes_over_buffer_size() {
     let (m, _) = mm(8, 16, 4);
-    let mut out = [std::ptr::null(); 8];
+    let mut out = [None; 8];
     assert_eq!(m.tx.get(1, &mut out).unwrap(), 1);
     assert_eq!(m.tx.get(4096, &mut out[1..]).unwrap(), 1);
     assert_eq!(m.tx.get(4097, &mut out[2..]).unwrap(), 2);
     assert_eq!(m.tx.get(0, &mut out[4..]).unwrap(), 0, "zero bytes takes nothing");
     let s = m.stats();
     assert_eq!((s.tx_total, s.tx_in_use, s.tx_free), (8, 4, 4));
-    m.tx.put(&out[..4]).unwrap();
+    m.tx.put(&refs(&out[..4])).unwrap();
     assert_eq!(m.stats().tx_in_use, 0);
 }
 
 #[test]
 fn tx_partial_then_eagain() {
     let (m, _) = mm(3, 16, 4);
-    let mut out = [std::ptr::null(); 8];
+    let mut out = [None; 8];
     assert_eq!(m.tx.get(5 * 4096, &mut out).unwrap(), 3, "partial: as many as are free");
     let e = m.tx.get(1, &mut out[3..]).unwrap_err();
     assert_eq!(e.errno, libc::EAGAIN);
     assert!(e.msg.contains("all 3 are in flight"), "{}", e.msg);
     assert_eq!(m.stats().tx_exhausted, 1);
-    let mut small = [std::ptr::null(); 1];
-    m.tx.put(&out[..1]).unwrap();
+    let mut small = [None; 1];
+    m.tx.put(&refs(&out[..1])).unwrap();
     assert_eq!(m.tx.get(10 * 4096, &mut small).unwrap(), 1, "capped by the output array");
 }
 
 #[test]
 fn tx_chunks_are_distinct_registered_buffers_reset_for_writing() {
     let (m, _) = mm(4, 16, 4);
-    let mut out = [std::ptr::null(); 4];
+    let mut out = [None; 4];
     assert_eq!(m.tx.get(4 * 4096, &mut out).unwrap(), 4);
     let mut bufs = HashSet::new();
     for &p in &out {
-        let c = unsafe { &*p };
+        let c = p.unwrap();
         assert!(bufs.insert(c.buffer() as usize));
         assert!(m.tx.is_tx_buffer(c.buffer()));
         assert_eq!(c.lkey(), m.tx.lkey());
         assert_eq!((c.offset(), c.bound(), c.capacity()), (0, 4096, 4096));
-        assert_eq!(m.tx.chunk_by_buffer(unsafe { c.buffer().add(100) }).unwrap() as *const Chunk, p);
+        assert_eq!(Some(m.tx.chunk_by_buffer(unsafe { c.buffer().add(100) }).unwrap()), p);
         unsafe { c.write(b"payload") };
     }
-    m.tx.put(&out).unwrap();
+    m.tx.put(&refs(&out)).unwrap();
     assert_eq!(m.tx.get(4 * 4096, &mut out).unwrap(), 4);
     for &p in &out {
-        assert_eq!(unsafe { &*p }.offset(), 0, "returned chunks come back reset");
+        assert_eq!(p.unwrap().offset(), 0, "returned chunks come back reset");
     }
 }
 
 #[test]
 fn tx_buffer_lookups_are_range_checked() {
     let (m, _) = mm(2, 16, 4);
-    let mut out = [std::ptr::null(); 1];
+    let mut out = [None; 1];
     m.tx.get(1, &mut out).unwrap();
-    let base = unsafe { &*out[0] }.buffer();
+    let base = out[0].unwrap().buffer();
     let local = [0u8; 4];
     assert!(!m.tx.is_tx_buffer(local.as_ptr()));
     assert!(m.tx.chunk_by_buffer(local.as_ptr()).is_none());
@@ -81,22 +85,22 @@ fn tx_buffer_lookups_are_range_checked() {
 #[test]
 fn tx_double_return_and_foreign_pointer_are_rejected() {
     let (m, _) = mm(4, 16, 4);
-    let mut out = [std::ptr::null(); 2];
+    let mut out = [None; 2];
     m.tx.get(2 * 4096, &mut out).unwrap();
-    m.tx.put(&out[..1]).unwrap();
-    let e = m.tx.put(&out[..1]).unwrap_err();
+    m.tx.put(&refs(&out[..1])).unwrap();
+    let e = m.tx.put(&refs(&out[..1])).unwrap_err();
     assert_eq!(e.errno, libc::EINVAL);
     assert!(e.msg.contains("returned twice"), "{}", e.msg);
     let fake = Chunk::new(std::ptr::null_mut(), 4096, 0, 0, ChunkKind::Tx);
-    let e = m.tx.put(&[&fake as *const Chunk, out[1]]).unwrap_err();
+    let e = m.tx.put_wr_ids([&fake as *const Chunk as u64, out[1].unwrap().wr_id()]).unwrap_err();
     assert!(e.msg.contains("not a TX chunk of this pool"), "{}", e.msg);
     assert_eq!(m.stats().tx_in_use, 0, "the valid chunk of the batch was still returned");
-    let mid = (out[0] as usize + 8) as *const Chunk;
-    assert!(m.tx.put(&[mid]).is_err(), "a pointer inside a header is foreign");
+    let mid = out[0].unwrap().wr_id() + 8;
+    assert!(m.tx.put_wr_ids([mid]).is_err(), "a pointer inside a header is foreign");
     // free list not corrupted: exactly 4 distinct chunks can be taken
-    let mut all = [std::ptr::null(); 8];
+    let mut all = [None; 8];
     assert_eq!(m.tx.get(8 * 4096, &mut all).unwrap(), 4);
-    assert_eq!(all[..4].iter().map(|p| *p as usize).collect::<HashSet<_>>().len(), 4);
+    assert_eq!(all[..4].iter().map(|p| p.unwrap().wr_id()).collect::<HashSet<_>>().len(), 4);
 }
 
 #[test]
@@ -105,7 +109,7 @@ fn rx_grows_in_blocks_up_to_the_limit() {
     assert_eq!(m.stats().rx_allocated, 0, "nothing registered before first use");
     let mut held = Vec::new();
     for _ in 0..4 {
-        held.push(m.rx.get().unwrap() as *const Chunk);
+        held.push(m.rx.get().unwrap());
     }
     let s = m.stats();
     assert_eq!((s.rx_allocated, s.rx_blocks, s.rx_in_use), (4, 1, 4));
@@ -131,14 +135,14 @@ fn rx_grows_in_blocks_up_to_the_limit() {
 #[test]
 fn rx_release_twice_or_foreign_is_einval() {
     let (m, _) = mm(2, 8, 4);
-    let c = m.rx.get().unwrap() as *const Chunk;
+    let c = m.rx.get().unwrap();
     m.rx.release(c).unwrap();
     let e = m.rx.release(c).unwrap_err();
     assert!(e.msg.contains("released twice"), "{}", e.msg);
-    let mut out = [std::ptr::null(); 1];
+    let mut out = [None; 1];
     m.tx.get(1, &mut out).unwrap();
-    assert!(m.rx.release(out[0]).unwrap_err().msg.contains("not an RX chunk"));
-    assert!(m.tx.put(&[m.rx.get().unwrap() as *const Chunk]).is_err(), "an RX chunk is not a TX chunk");
+    assert!(m.rx.release(out[0].unwrap()).unwrap_err().msg.contains("not an RX chunk"));
+    assert!(m.tx.put(&[m.rx.get().unwrap()]).is_err(), "an RX chunk is not a TX chunk");
 }
 
 #[test]
@@ -173,7 +177,7 @@ fn rx_block_shrinks_to_fit_memlock_then_reports_enomem() {
     let m = MemoryManager::new(&cfg(4096, 0, 16), 2, reg.clone()).unwrap();
     let mut held = Vec::new();
     for _ in 0..16 {
-        held.push(m.rx.get().unwrap() as *const Chunk);
+        held.push(m.rx.get().unwrap());
     }
     held.push(m.rx.get().unwrap()); // wants 32, only 2 fit
     assert_eq!(m.stats().rx_allocated, 18);
@@ -216,10 +220,9 @@ fn many_threads_never_get_the_same_chunk_twice() {
     let (m, _) = mm(64, 256, 16);
     let n_tx = 64;
     let owners: Vec<AtomicBool> = (0..n_tx + 256).map(|_| AtomicBool::new(false)).collect();
-    let tx_base = m.tx.chunk_at(m.tx.get_one().unwrap()).unwrap() as *const Chunk;
+    let tx_base = m.tx.get_one().unwrap();
     m.tx.put(&[tx_base]).unwrap();
-    let slot = |p: *const Chunk, kind: ChunkKind| -> usize {
-        let c = unsafe { &*p };
+    let slot = |c: ChunkRef, kind: ChunkKind| -> usize {
         match kind {
             ChunkKind::Tx => c.index() as usize,
             // blocks hold 16, 32, 64, … chunks: block b starts at 16 × (2^b − 1)
@@ -232,17 +235,17 @@ fn many_threads_never_get_the_same_chunk_twice() {
             let m = &m;
             let owners = &owners;
             s.spawn(move || {
-                let mut held_tx: Vec<*const Chunk> = Vec::new();
-                let mut held_rx: Vec<*const Chunk> = Vec::new();
+                let mut held_tx: Vec<ChunkRef> = Vec::new();
+                let mut held_rx: Vec<ChunkRef> = Vec::new();
                 let mut k = t as u64;
                 while Instant::now() < deadline {
                     for _ in 0..1000 {
                         k = k.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
                         match (k >> 60) % 4 {
                             0 => {
-                                let mut out = [std::ptr::null(); 3];
+                                let mut out = [None; 3];
                                 if let Ok(n) = m.tx.get(((k >> 20) % (3 * 4096)) as usize + 1, &mut out) {
-                                    for &p in &out[..n] {
+                                    for p in out[..n].iter().map(|p| p.unwrap()) {
                                         assert!(!owners[slot(p, ChunkKind::Tx)].swap(true, SeqCst), "TX chunk handed out twice");
                                         held_tx.push(p);
                                     }
@@ -250,7 +253,7 @@ fn many_threads_never_get_the_same_chunk_twice() {
                             }
                             1 => {
                                 if let Ok(c) = m.rx.get() {
-                                    let p = c as *const Chunk;
+                                    let p = c;
                                     assert!(!owners[slot(p, ChunkKind::Rx)].swap(true, SeqCst), "RX chunk handed out twice");
                                     held_rx.push(p);
                                 }

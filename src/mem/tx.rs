@@ -1,7 +1,7 @@
 //! The TX "cluster": one contiguous region of N × buffer_size bytes,
 //! registered once; chunk headers kept in a separate array.
 
-use super::chunk::{Chunk, ChunkKind, FREE, IN_USE};
+use super::chunk::{Chunk, ChunkKind, ChunkRef, FREE, IN_USE};
 use super::freelist::{FreeList, Links};
 use super::region::Region;
 use super::registrar::{register_checked, Registrar, Registration};
@@ -74,23 +74,23 @@ impl TxCluster {
     }
 
     /// Take one free chunk, or None.
-    pub fn get_one(&self) -> Option<&Chunk> {
+    pub fn get_one(&self) -> Option<ChunkRef> {
         let i = self.free.pop(&Headers(&self.chunks))?;
         let c = &self.chunks[i as usize];
         c.state.store(IN_USE, Relaxed);
-        Some(c)
+        Some(ChunkRef::new(c))
     }
 
     /// Ceph's get_send_buffers: ⌈bytes / buffer_size⌉ chunks (at most
     /// `out.len()`), or as many as are free. Returns how many were written to
     /// `out`; none free is -EAGAIN.
-    pub fn get(&self, bytes: usize, out: &mut [*const Chunk]) -> Result<usize> {
-        self.get_each(bytes, out.len(), |i, c| out[i] = c)
+    pub fn get(&self, bytes: usize, out: &mut [Option<ChunkRef>]) -> Result<usize> {
+        self.get_each(bytes, out.len(), |i, c| out[i] = Some(c))
     }
 
     /// As [`get`](Self::get), handing each chunk to `put(i, chunk)` instead
     /// of filling a slice (no allocation for callers with their own array).
-    pub fn get_each(&self, bytes: usize, cap: usize, mut put: impl FnMut(usize, &Chunk)) -> Result<usize> {
+    pub fn get_each(&self, bytes: usize, cap: usize, mut put: impl FnMut(usize, ChunkRef)) -> Result<usize> {
         let wanted = bytes.div_ceil(self.buffer_size).min(cap);
         let mut n = 0;
         while n < wanted {
@@ -112,41 +112,68 @@ impl TxCluster {
         Ok(n)
     }
 
-    /// The header at `p`, if `p` is one of this cluster's chunks.
-    pub fn chunk_at(&self, p: *const Chunk) -> Option<&Chunk> {
-        let start = self.chunks.as_ptr() as usize;
-        let off = (p as usize).checked_sub(start)?;
-        let size = std::mem::size_of::<Chunk>();
-        if off % size != 0 || off / size >= self.chunks.len() {
+    /// The chunk a `wr_id` (a header address, e.g. an `ibstack_chunk *` from
+    /// C) names, if it is one of this cluster's headers: the address is
+    /// checked against the header array before anything is dereferenced.
+    pub fn from_wr_id(&self, wr_id: u64) -> Option<ChunkRef> {
+        let start = self.chunks.as_ptr() as usize as u64;
+        let off = wr_id.checked_sub(start)?;
+        let size = std::mem::size_of::<Chunk>() as u64;
+        if off % size != 0 || off / size >= self.chunks.len() as u64 {
             return None;
         }
-        Some(&self.chunks[off / size])
+        Some(ChunkRef::new(&self.chunks[(off / size) as usize]))
+    }
+
+    /// Whether `c` is one of this cluster's headers (O(1): by its index).
+    fn owns(&self, c: ChunkRef) -> bool {
+        c.kind() == ChunkKind::Tx && self.chunks.get(c.index() as usize).is_some_and(|h| std::ptr::eq(h, c.as_ptr()))
+    }
+
+    /// Returns one chunk (Ceph's take_back of one): reset for writing and
+    /// freed. Twice, or a chunk of another pool, is -EINVAL.
+    pub fn put_one(&self, c: ChunkRef) -> Result<()> {
+        self.put_checked(c).map_err(|why| Error::inval(format!("return_tx: {why}")))
+    }
+
+    fn put_checked(&self, c: ChunkRef) -> std::result::Result<(), String> {
+        if !self.owns(c) {
+            return Err(format!("{:#x} is not a TX chunk of this pool", c.wr_id()));
+        }
+        if c.state.compare_exchange(IN_USE, FREE, AcqRel, Relaxed).is_err() {
+            return Err(format!("TX chunk {} is already free (returned twice?)", c.index()));
+        }
+        c.reset_write();
+        c.set_qp(0);
+        self.free.push(&Headers(&self.chunks), c.index());
+        Ok(())
     }
 
     /// Return chunks (Ceph's take_back): each is reset for writing and freed.
-    /// A chunk returned twice, or a pointer that is not one of this pool's
-    /// chunks, is -EINVAL; every valid chunk of the list is still returned.
-    pub fn put(&self, chunks: &[*const Chunk]) -> Result<()> {
-        self.put_each(chunks.iter().copied())
+    /// A chunk returned twice, or one that is not this pool's, is -EINVAL;
+    /// every valid chunk of the list is still returned.
+    pub fn put(&self, chunks: &[ChunkRef]) -> Result<()> {
+        self.put_all(chunks.iter().map(|&c| Ok(c)))
     }
 
-    /// As [`put`](Self::put), for chunk pointers produced by an iterator.
-    pub fn put_each(&self, chunks: impl IntoIterator<Item = *const Chunk>) -> Result<()> {
+    /// As [`put`](Self::put), for `wr_id`s (header addresses, e.g. from C),
+    /// each checked with [`from_wr_id`](Self::from_wr_id) first.
+    pub fn put_wr_ids(&self, ids: impl IntoIterator<Item = u64>) -> Result<()> {
+        self.put_all(ids.into_iter().map(|id| self.from_wr_id(id).ok_or(id)))
+    }
+
+    fn put_all(&self, chunks: impl IntoIterator<Item = std::result::Result<ChunkRef, u64>>) -> Result<()> {
         let mut bad = Vec::new();
         let mut total = 0;
-        for (k, p) in chunks.into_iter().enumerate() {
+        for (k, c) in chunks.into_iter().enumerate() {
             total += 1;
-            let Some(c) = self.chunk_at(p) else {
-                bad.push(format!("[{k}] {p:p} is not a TX chunk of this pool"));
-                continue;
+            let r = match c {
+                Ok(c) => self.put_checked(c),
+                Err(id) => Err(format!("{id:#x} is not a TX chunk of this pool")),
             };
-            if c.state.compare_exchange(IN_USE, FREE, AcqRel, Relaxed).is_err() {
-                bad.push(format!("[{k}] TX chunk {} is already free (returned twice?)", c.index()));
-                continue;
+            if let Err(why) = r {
+                bad.push(format!("[{k}] {why}"));
             }
-            c.reset_write();
-            c.set_qp(0);
-            self.free.push(&Headers(&self.chunks), c.index());
         }
         if bad.is_empty() {
             Ok(())
@@ -161,11 +188,11 @@ impl TxCluster {
     }
 
     /// The chunk whose buffer contains `p` (range-checked).
-    pub fn chunk_by_buffer(&self, p: *const u8) -> Option<&Chunk> {
+    pub fn chunk_by_buffer(&self, p: *const u8) -> Option<ChunkRef> {
         if !self.is_tx_buffer(p) {
             return None;
         }
-        Some(&self.chunks[(p as usize - self.base) / self.buffer_size])
+        Some(ChunkRef::new(&self.chunks[(p as usize - self.base) / self.buffer_size]))
     }
 
     pub fn in_use(&self) -> usize {

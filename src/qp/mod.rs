@@ -18,12 +18,11 @@ pub use handshake::{Handshake, Progress, Role};
 use crate::error::{Error, Result};
 use crate::handshake::CmMeta;
 use crate::history::QpEvent;
-use crate::mem::Chunk;
+use crate::mem::ChunkRef;
 use crate::verbs::device::mtu_enum;
 use crate::verbs::{PostError, QpCaps, QpState, RawQp, RecvWr, RtrAttrs, RtsAttrs, SendWr};
 use validate::{check_rtr, check_transition, explain_modify_failure, LocalFacts};
 use parking_lot::{Mutex, RwLock};
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering::*};
 use std::sync::Arc;
 use std::time::Instant;
@@ -62,8 +61,9 @@ pub struct QueuePair {
     dead: AtomicBool,
     beacon: AtomicU8,
     fault: Mutex<Option<Error>>,
-    /// Receive chunks posted to this QP's own RQ (no SRQ), by address.
-    posted_rx: Mutex<HashSet<usize>>,
+    /// Receive chunks posted to this QP's own RQ (no SRQ). Which ones they
+    /// are is the chunks' owner tag (`Chunk::qp` = this QP's number).
+    posted_rx: AtomicU32,
     /// Receive buffers owed to this QP's RQ (a replenish that could not be posted).
     pub(crate) rx_backlog: AtomicU32,
     /// Signaled sends (data and fin) whose completion has not been polled.
@@ -108,7 +108,7 @@ impl QueuePair {
             dead: AtomicBool::new(false),
             beacon: AtomicU8::new(Beacon::None as u8),
             fault: Mutex::new(None),
-            posted_rx: Mutex::new(HashSet::new()),
+            posted_rx: AtomicU32::new(0),
             rx_backlog: AtomicU32::new(0),
             tx_outstanding: AtomicU32::new(0),
             fin_posted: AtomicBool::new(false),
@@ -165,7 +165,7 @@ impl QueuePair {
         self.tx_outstanding.load(Acquire)
     }
     pub fn rx_posted(&self) -> usize {
-        self.posted_rx.lock().len()
+        self.posted_rx.load(Acquire) as usize
     }
     pub(crate) fn last_wqe_reached(&self) -> bool {
         self.last_wqe.load(Acquire)
@@ -312,43 +312,58 @@ impl QueuePair {
         Ok(())
     }
 
-    fn post(&self, wrs: &[SendWr], what: &str) -> std::result::Result<(), PostError> {
-        self.tx_outstanding.fetch_add(wrs.len() as u32, AcqRel);
+    fn post<I>(&self, wrs: I, what: &str) -> std::result::Result<u64, PostError>
+    where
+        I: IntoIterator<Item = SendWr>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let wrs = wrs.into_iter();
+        let n = wrs.len();
+        self.tx_outstanding.fetch_add(n as u32, AcqRel);
         let r = match self.raw.read().as_ref() {
             Some(r) => r.post_send(wrs),
-            None => Err(PostError { posted: 0, err: Error::new(libc::ENOTCONN, "QP already destroyed") }),
+            None => Err(PostError::none(Error::new(libc::ENOTCONN, "QP already destroyed"))),
         };
         if let Err(pe) = &r {
-            self.tx_outstanding.fetch_sub((wrs.len() - pe.posted) as u32, AcqRel);
+            self.tx_outstanding.fetch_sub((n - pe.posted) as u32, AcqRel);
             self.env.counters.tx_failed_post.fetch_add(1, Relaxed);
-            log::warn!("QP {}: posting {what} failed after {} of {}: {}", self.qpn, pe.posted, wrs.len(), pe.err);
+            log::warn!("QP {}: posting {what} failed after {} of {}: {}", self.qpn, pe.posted, n, pe.err);
         }
         r
     }
 
     /// Posts each chunk as one signaled SEND of `chunk.offset()` bytes,
-    /// `wr_id` = the chunk's address. On error the first `posted` chunks are in
-    /// flight (their completions return them); the rest still belong to the caller.
-    pub fn post_chunks(&self, chunks: &[&Chunk]) -> std::result::Result<(), PostError> {
+    /// `wr_id` = [`ChunkRef::wr_id`], all in one chain (one `ibv_post_send`).
+    /// On error the first `posted` chunks are in flight (their completions
+    /// return them); the rest still belong to the caller. Allocates nothing.
+    pub fn post_chunks<I>(&self, chunks: I) -> std::result::Result<(), PostError>
+    where
+        I: IntoIterator<Item = ChunkRef>,
+        I::IntoIter: ExactSizeIterator,
+    {
         if let Err(err) = self.check_can_send() {
-            return Err(PostError { posted: 0, err });
+            return Err(PostError::none(err));
         }
-        let wrs: Vec<SendWr> = chunks
-            .iter()
-            .map(|c| SendWr { wr_id: *c as *const Chunk as u64, addr: c.buffer() as u64, len: c.offset(), lkey: c.lkey() })
-            .collect();
-        let r = self.post(&wrs, "data");
-        let sent = r.as_ref().map_or_else(|e| e.posted, |_| wrs.len());
+        let chunks = chunks.into_iter();
+        let n = chunks.len();
+        let r = self.post(
+            chunks.map(|c| SendWr { wr_id: c.wr_id(), addr: c.buffer() as u64, len: c.offset(), lkey: c.lkey() }),
+            "data",
+        );
+        let (sent, bytes) = match &r {
+            Ok(b) => (n, *b),
+            Err(e) => (e.posted, e.bytes),
+        };
         if sent > 0 {
             let c = &self.env.counters;
             c.tx_chunks.fetch_add(sent as u64, Relaxed);
-            c.tx_bytes.fetch_add(wrs[..sent].iter().map(|w| w.len as u64).sum(), Relaxed);
+            c.tx_bytes.fetch_add(bytes, Relaxed);
             if !self.first_send_seen.swap(true, Relaxed) {
                 self.env.history.record_once(self.qpn, QpEvent::FirstSend, "");
             }
         }
-        r.map_err(|mut pe| {
-            pe.err = self.fail(pe.err.clone().context(format_args!("QP {}: posting {} send(s)", self.qpn, wrs.len())));
+        r.map(|_| ()).map_err(|mut pe| {
+            pe.err = self.fail(pe.err.clone().context(format_args!("QP {}: posting {} send(s)", self.qpn, n)));
             pe
         })
     }
@@ -360,7 +375,7 @@ impl QueuePair {
             return Ok(());
         }
         let wr = SendWr { wr_id: FIN_WRID_TAG | self.qpn as u64, addr: 0, len: 0, lkey: 0 };
-        self.post(&[wr], "the close SEND").map_err(|pe| {
+        self.post(std::iter::once(wr), "the close SEND").map_err(|pe| {
             self.fin_posted.store(false, Release);
             self.fail(pe.err.context(format_args!("QP {}: close SEND", self.qpn)))
         })?;
@@ -389,43 +404,56 @@ impl QueuePair {
     pub(crate) fn post_beacon(&self) -> Result<()> {
         let wr = SendWr { wr_id: BEACON_WRID, addr: 0, len: 0, lkey: 0 };
         let r = match self.raw.read().as_ref() {
-            Some(r) => r.post_send(&[wr]),
+            Some(r) => r.post_send(std::iter::once(wr)),
             None => return Err(Error::new(libc::ENOTCONN, "QP already destroyed")),
         };
-        r.map_err(|pe| pe.err)
+        r.map(|_| ()).map_err(|pe| pe.err)
     }
 
-    /// Receive buffers for this QP's own RQ: remembers them, posts, forgets
-    /// the ones the provider refused. Returns how many were posted.
-    pub(crate) fn post_own_recv(&self, wrs: &[RecvWr]) -> std::result::Result<(), PostError> {
-        self.posted_rx.lock().extend(wrs.iter().map(|w| w.wr_id as usize));
+    /// Receive buffers for this QP's own RQ (their chunks already carry this
+    /// QP's number as owner tag): counts them, posts, uncounts the ones the
+    /// provider refused.
+    pub(crate) fn post_own_recv<I>(&self, wrs: I) -> std::result::Result<(), PostError>
+    where
+        I: IntoIterator<Item = RecvWr>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        let wrs = wrs.into_iter();
+        let n = wrs.len();
+        self.posted_rx.fetch_add(n as u32, AcqRel);
         let r = match self.raw.read().as_ref() {
             Some(r) => r.post_recv(wrs),
-            None => Err(PostError { posted: 0, err: Error::new(libc::ENOTCONN, "QP already destroyed") }),
+            None => Err(PostError::none(Error::new(libc::ENOTCONN, "QP already destroyed"))),
         };
         if let Err(pe) = &r {
-            let mut set = self.posted_rx.lock();
-            for w in &wrs[pe.posted..] {
-                set.remove(&(w.wr_id as usize));
-            }
+            self.posted_rx.fetch_sub((n - pe.posted) as u32, AcqRel);
         }
         r
     }
 
-    /// A receive completion for `chunk` was polled: it left this QP's RQ.
-    pub(crate) fn rx_completed(&self, chunk: usize) -> bool {
-        self.posted_rx.lock().remove(&chunk)
+    /// A receive completion for `chunk` was polled: if it was posted to this
+    /// QP's RQ (its owner tag, cleared by the caller afterwards) it left it.
+    pub(crate) fn rx_completed(&self, chunk: ChunkRef) -> bool {
+        if chunk.qp() != self.qpn {
+            return false;
+        }
+        self.posted_rx.fetch_update(AcqRel, Acquire, |v| v.checked_sub(1)).is_ok()
     }
 
     /// Destroys the verbs QP (idempotent) and hands back the receive chunks
-    /// still listed as posted to its RQ.
-    pub(crate) fn destroy(&self) -> (Result<()>, Vec<usize>) {
+    /// still posted to its RQ (the RX chunks in use tagged with its number).
+    pub(crate) fn destroy(&self) -> (Result<()>, Vec<ChunkRef>) {
         let raw = self.raw.write().take();
         let r = match raw {
             Some(raw) => raw.destroy(),
             None => Ok(()),
         };
-        let left: Vec<usize> = self.posted_rx.lock().drain().collect();
+        self.posted_rx.store(0, Release);
+        let left = if self.env.srq.is_none() {
+            self.env.mem.rx.in_use_where(|c| c.qp() == self.qpn)
+        } else {
+            Vec::new()
+        };
         (r, left)
     }
 

@@ -10,7 +10,7 @@ use crate::sys::net::so_error;
 use super::Shared;
 use crate::error::{Error, Result};
 use crate::qp::{Handshake, Progress, Role};
-use crate::mem::Chunk;
+use crate::mem::ChunkRef;
 use crate::qp::QueuePair;
 use crate::verbs::Wc;
 use parking_lot::Mutex;
@@ -44,7 +44,7 @@ enum Phase {
 
 enum RxItem {
     /// A receive buffer holding payload; read from its cursor.
-    Data(usize),
+    Data(ChunkRef),
     /// The peer's zero-length close SEND.
     Fin,
 }
@@ -66,9 +66,13 @@ struct State {
 }
 
 impl State {
-    /// Empties the receive queue, returning the buffers to give back.
-    fn take_rx_chunks(&mut self) -> Vec<usize> {
-        self.rx.drain(..).filter_map(|i| if let RxItem::Data(p) = i { Some(p) } else { None }).collect()
+    /// Empties the receive queue, giving its buffers back to the pool.
+    fn drop_rx_chunks(&mut self, disp: &crate::dispatcher::Dispatcher) {
+        for i in self.rx.drain(..) {
+            if let RxItem::Data(c) = i {
+                disp.release_rx_chunk(c);
+            }
+        }
     }
 }
 
@@ -79,7 +83,8 @@ pub struct Conn {
     tcp_fd: RawFd,
     notify: EventFd,
     st: Mutex<State>,
-    send_lock: Mutex<()>,
+    /// Serializes `send`; holds the list of TX chunks one call fills and posts.
+    send_lock: Mutex<Vec<ChunkRef>>,
     parked: AtomicBool,
     /// The eventfd holds an unread notification (saves a write per event
     /// and a read per `recv`).
@@ -116,7 +121,7 @@ impl Conn {
                 peer_fin: false,
                 tcp_eof: None,
             }),
-            send_lock: Mutex::new(()),
+            send_lock: Mutex::new(Vec::with_capacity(MAX_CHUNKS_PER_SEND)),
             parked: AtomicBool::new(false),
             signaled: AtomicBool::new(false),
             fd_used: AtomicBool::new(false),
@@ -311,21 +316,25 @@ impl Conn {
             self.fault(e);
             return;
         }
+        let Some(chunk) = self.shared.disp.mem().rx.from_wr_id(w.wr_id) else {
+            log::error!("connection {}: receive completion with wr_id {:#x} that is not an RX chunk; ignored", self.peer, w.wr_id);
+            return;
+        };
         let mut st = self.st.lock();
         if matches!(st.phase, Phase::Closing | Phase::Done) {
             drop(st);
-            self.shared.disp.release_rx_addrs(&[w.wr_id as usize]);
+            self.shared.disp.release_rx_chunk(chunk);
             return;
         }
         if w.byte_len == 0 {
             st.rx.push_back(RxItem::Fin);
             st.peer_fin = true;
             drop(st);
-            self.shared.disp.release_rx_addrs(&[w.wr_id as usize]);
+            self.shared.disp.release_rx_chunk(chunk);
             self.wake_always();
             return;
         }
-        st.rx.push_back(RxItem::Data(w.wr_id as usize));
+        st.rx.push_back(RxItem::Data(chunk));
         drop(st);
         self.wake();
     }
@@ -364,14 +373,14 @@ impl Conn {
         if data.is_empty() {
             return Ok(0);
         }
-        let _g = self.send_lock.lock();
+        let mut chunks = self.send_lock.lock();
         let tx = &self.shared.disp.mem().tx;
         let c = &self.shared.disp.env().counters;
         // Zero-copy: the caller filled a whole TX chunk it owns.
         if let Some(ch) = tx.chunk_by_buffer(data.as_ptr()) {
             if ch.buffer() as *const u8 == data.as_ptr() && data.len() <= ch.capacity() as usize && ch.is_in_use() {
                 ch.set_offset(data.len() as u32);
-                self.qp.post_chunks(&[ch]).map_err(|pe| pe.err)?;
+                self.qp.post_chunks(std::iter::once(ch)).map_err(|pe| pe.err)?;
                 return Ok(data.len());
             }
         }
@@ -385,35 +394,28 @@ impl Conn {
             }
         }
         let want = data.len().div_ceil(bs).min(budget).min(MAX_CHUNKS_PER_SEND);
-        let mut ptrs = [std::ptr::null::<Chunk>(); MAX_CHUNKS_PER_SEND];
-        let got = match tx.get((want * bs).min(data.len()), &mut ptrs[..want]) {
-            Ok(n) => n,
-            Err(_) => {
-                c.tx_no_mem.fetch_add(1, Relaxed);
-                self.park();
-                match tx.get((want * bs).min(data.len()), &mut ptrs[..want]) {
-                    Ok(n) => n,
-                    Err(_) => return Err(Error::new(libc::EAGAIN, "no free TX chunk: wait for the connection's fd")),
-                }
+        let bytes = (want * bs).min(data.len());
+        chunks.clear();
+        if tx.get_each(bytes, want, |_, ch| chunks.push(ch)).is_err() {
+            c.tx_no_mem.fetch_add(1, Relaxed);
+            self.park();
+            if tx.get_each(bytes, want, |_, ch| chunks.push(ch)).is_err() {
+                return Err(Error::new(libc::EAGAIN, "no free TX chunk: wait for the connection's fd"));
             }
-        };
-        let mut chunks: Vec<&Chunk> = Vec::with_capacity(got);
+        }
         let mut off = 0;
-        for &p in &ptrs[..got] {
-            let ch = tx.chunk_at(p).expect("the pool handed out its own chunk");
+        for ch in chunks.iter() {
             ch.reset_write();
             // SAFETY: we own the chunk until it is posted.
             off += unsafe { ch.write(&data[off..]) };
-            chunks.push(ch);
         }
         if off < data.len() {
             c.tx_parital_mem.fetch_add(1, Relaxed);
         }
-        if let Err(pe) = self.qp.post_chunks(&chunks) {
-            let rest: Vec<*const Chunk> = chunks[pe.posted..].iter().map(|c| *c as *const Chunk).collect();
-            let _ = tx.put(&rest);
+        if let Err(pe) = self.qp.post_chunks(chunks.iter().copied()) {
+            let _ = tx.put(&chunks[pe.posted..]);
             self.fault(pe.err.clone());
-            let sent: usize = chunks[..pe.posted].iter().map(|c| c.offset() as usize).sum();
+            let sent = pe.bytes as usize;
             return if sent > 0 { Ok(sent) } else { Err(pe.err) };
         }
         Ok(off)
@@ -422,8 +424,6 @@ impl Conn {
     /// Copies received bytes out in order; after the peer's close SEND,
     /// end-of-stream (ECONNRESET) once everything before it was read.
     pub fn recv(&self, out: &mut [u8]) -> Result<usize> {
-        let rx = &self.shared.disp.mem().rx;
-        let mut done = Vec::new();
         let mut n = 0;
         let mut st = self.st.lock();
         match st.phase {
@@ -448,17 +448,13 @@ impl Conn {
                     }
                     break;
                 }
-                Some(RxItem::Data(p)) => {
-                    let p = *p;
-                    let Some(ch) = rx.chunk_at(p as *const Chunk) else {
-                        st.rx.pop_front();
-                        continue;
-                    };
+                Some(&RxItem::Data(ch)) => {
                     // SAFETY: the chunk was delivered to this connection and is owned by it.
                     n += unsafe { ch.read(&mut out[n..]) };
                     if ch.size() == 0 {
                         st.rx.pop_front();
-                        done.push(p);
+                        // Read to the end: back to the pool (lock-free, no allocation).
+                        self.shared.disp.release_rx_chunk(ch);
                     }
                 }
             }
@@ -466,7 +462,6 @@ impl Conn {
         let more = !st.rx.is_empty();
         let err = st.error.clone();
         drop(st);
-        self.shared.disp.release_rx_addrs(&done);
         if n > 0 {
             // The eventfd stays readable while data may remain (level
             // semantics); it is reset only when recv comes back empty.
@@ -494,12 +489,11 @@ impl Conn {
         if matches!(st.phase, Phase::Closing | Phase::Done) {
             return;
         }
-        let drop_rx = st.take_rx_chunks();
+        st.drop_rx_chunks(&self.shared.disp);
         let graceful = st.phase == Phase::Connected && st.error.is_none();
         st.phase = Phase::Closing;
         st.closing_since = Some(Instant::now());
         drop(st);
-        self.shared.disp.release_rx_addrs(&drop_rx);
         if graceful {
             if let Err(e) = self.qp.post_fin() {
                 log::debug!("connection {}: close SEND not posted: {e}", self.peer);
@@ -555,9 +549,7 @@ impl Conn {
                 return;
             }
             st.phase = Phase::Done;
-            let drop_rx = st.take_rx_chunks();
-            drop(st);
-            self.shared.disp.release_rx_addrs(&drop_rx);
+            st.drop_rx_chunks(&self.shared.disp);
         }
         if let Err(e) = self.shared.disp.to_dead(&self.qp) {
             log::warn!("connection {}: {e}", self.peer);

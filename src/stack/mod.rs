@@ -43,6 +43,8 @@ pub struct Shared {
     wake: EventFd,
     conns: Mutex<crate::qpn_map::QpnMap<Arc<Conn>>>,
     pending: Mutex<Vec<Weak<Conn>>>,
+    /// `wake_pending`'s list, kept (with `pending`) so parking allocates nothing once warm.
+    waking: Mutex<Vec<Weak<Conn>>>,
     stop: AtomicBool,
     threaded: bool,
     pub(crate) max_inflight: u32,
@@ -88,6 +90,7 @@ impl Stack {
             wake,
             conns: Mutex::new(Default::default()),
             pending: Mutex::new(Vec::new()),
+            waking: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
             threaded: cfg.stack_thread,
             max_inflight,
@@ -243,9 +246,10 @@ impl Shared {
     }
 
     fn wake_pending(&self) {
-        let list = std::mem::take(&mut *self.pending.lock());
+        let mut list = self.waking.lock();
+        list.append(&mut self.pending.lock());
         self.disp.env().counters.pending_sent_conns.store(0, Relaxed);
-        for w in list {
+        for w in list.drain(..) {
             if let Some(c) = w.upgrade() {
                 c.unpark();
             }

@@ -43,7 +43,16 @@ pub(crate) fn check_ret(call: &str, ret: i32) -> Result<()> {
 #[derive(Debug)]
 pub struct PostError {
     pub posted: usize,
+    /// Bytes the accepted requests carry (the sum of their SGE lengths).
+    pub bytes: u64,
     pub err: Error,
+}
+
+impl PostError {
+    /// Nothing was posted.
+    pub fn none(err: Error) -> PostError {
+        PostError { posted: 0, bytes: 0, err }
+    }
 }
 
 /// How many requests of `chain` the provider accepted, from the `bad`

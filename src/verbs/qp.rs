@@ -2,10 +2,11 @@
 //! attribute values, queries, and posting. Every post and modify reports the
 //! verbs return value, never `errno`.
 
-use super::srq::{post_recv_chain, RecvWr};
+use super::srq::{post_recv_chain, RecvScratch, RecvWr};
 use super::{accepted, check_ret, Cq, Pd, PostError, Srq};
 use crate::sys::os_error;
 use crate::error::Result;
+use parking_lot::Mutex;
 use rdma_sys as sys;
 use std::sync::Arc;
 
@@ -118,9 +119,24 @@ pub struct QpCaps {
     pub max_recv_wr: u32,
 }
 
+/// The send chain, kept with the QP under its send lock and reused by every
+/// post: after the first posts nothing is allocated.
+struct SendScratch {
+    sges: Vec<sys::ibv_sge>,
+    reqs: Vec<sys::ibv_send_wr>,
+}
+
+// SAFETY: the raw pointers inside are rebuilt by every post and point only
+// into the scratch itself.
+unsafe impl Send for SendScratch {}
+
 pub struct RawQp {
     qp: *mut sys::ibv_qp,
     qpn: u32,
+    /// The send lock: serializes posts and holds their chain.
+    send: Mutex<SendScratch>,
+    /// The same for the QP's own receive queue (unused with an SRQ).
+    recv: Mutex<RecvScratch>,
     // Keep what the QP points at alive until it is destroyed.
     _pd: Arc<Pd>,
     _send_cq: Arc<Cq>,
@@ -168,7 +184,12 @@ impl RawQp {
         }
         // SAFETY: qp is live.
         let qpn = unsafe { (*qp).qp_num };
-        Ok(RawQp { qp, qpn, _pd: pd.clone(), _send_cq: send_cq.clone(), _recv_cq: recv_cq.clone(), _srq: srq.cloned() })
+        let send = SendScratch {
+            sges: Vec::with_capacity(caps.max_send_wr as usize),
+            reqs: Vec::with_capacity(caps.max_send_wr as usize),
+        };
+        let recv = RecvScratch::with_capacity(if srq.is_some() { 0 } else { caps.max_recv_wr as usize });
+        Ok(RawQp { qp, qpn, send: Mutex::new(send), recv: Mutex::new(recv), _pd: pd.clone(), _send_cq: send_cq.clone(), _recv_cq: recv_cq.clone(), _srq: srq.cloned() })
     }
 
     pub fn qp_num(&self) -> u32 {
@@ -252,40 +273,59 @@ impl RawQp {
         Ok(self.query(DEST_QPN)?.dest_qp_num)
     }
 
-    /// Posts `wrs` as one chain of signaled SENDs.
-    pub fn post_send(&self, wrs: &[SendWr]) -> std::result::Result<(), PostError> {
-        if wrs.is_empty() {
-            return Ok(());
-        }
-        let mut sges: Vec<sys::ibv_sge> =
-            wrs.iter().map(|w| sys::ibv_sge { addr: w.addr, length: w.len, lkey: w.lkey }).collect();
-        // SAFETY: zeroed is valid for ibv_send_wr (pointers NULL, unions zero).
-        let mut reqs: Vec<sys::ibv_send_wr> = wrs.iter().map(|_| unsafe { std::mem::zeroed() }).collect();
-        let n = reqs.len();
-        for i in 0..n {
-            let w = &wrs[i];
-            reqs[i].wr_id = w.wr_id;
-            reqs[i].opcode = sys::ibv_wr_opcode::IBV_WR_SEND;
-            reqs[i].send_flags = sys::ibv_send_flags::IBV_SEND_SIGNALED.0;
+    /// Posts `wrs` as one chain of signaled SENDs, built in the QP's send
+    /// scratch under its send lock (nothing is allocated once the scratch
+    /// holds the longest chain posted). Returns the bytes posted.
+    pub fn post_send(&self, wrs: impl IntoIterator<Item = SendWr>) -> std::result::Result<u64, PostError> {
+        let mut g = self.send.lock();
+        let s = &mut *g;
+        s.sges.clear();
+        s.reqs.clear();
+        for w in wrs {
+            s.sges.push(sys::ibv_sge { addr: w.addr, length: w.len, lkey: w.lkey });
+            // SAFETY: zeroed is valid for ibv_send_wr (pointers NULL, unions zero).
+            let mut r: sys::ibv_send_wr = unsafe { std::mem::zeroed() };
+            r.wr_id = w.wr_id;
+            r.opcode = sys::ibv_wr_opcode::IBV_WR_SEND;
+            r.send_flags = sys::ibv_send_flags::IBV_SEND_SIGNALED.0;
             if w.len > 0 || w.addr != 0 {
-                reqs[i].sg_list = &mut sges[i];
-                reqs[i].num_sge = 1;
+                r.num_sge = 1;
+            }
+            s.reqs.push(r);
+        }
+        let n = s.reqs.len();
+        if n == 0 {
+            return Ok(0);
+        }
+        // Linked only now: the vectors no longer move.
+        for i in 0..n {
+            if s.reqs[i].num_sge == 1 {
+                s.reqs[i].sg_list = &mut s.sges[i];
             }
             if i + 1 < n {
-                let next: *mut sys::ibv_send_wr = &mut reqs[i + 1];
-                reqs[i].next = next;
+                let next: *mut sys::ibv_send_wr = &mut s.reqs[i + 1];
+                s.reqs[i].next = next;
             }
         }
+        let bytes = |k: usize| s.sges[..k].iter().map(|g| g.length as u64).sum::<u64>();
         let mut bad: *mut sys::ibv_send_wr = std::ptr::null_mut();
         // SAFETY: qp live; the chain is valid for the call. Returns an errno value.
-        let ret = unsafe { sys::ibv_post_send(self.qp, reqs.as_mut_ptr(), &mut bad) };
-        check_ret("ibv_post_send", ret).map_err(|err| PostError { posted: accepted(&reqs, bad), err })
+        let ret = unsafe { sys::ibv_post_send(self.qp, s.reqs.as_mut_ptr(), &mut bad) };
+        match check_ret("ibv_post_send", ret) {
+            Ok(()) => Ok(bytes(n)),
+            Err(err) => {
+                let posted = accepted(&s.reqs, bad);
+                Err(PostError { posted, bytes: bytes(posted), err })
+            }
+        }
     }
 
-    /// Posts receive buffers to this QP's own receive queue (no SRQ).
-    pub fn post_recv(&self, wrs: &[RecvWr]) -> std::result::Result<(), PostError> {
+    /// Posts receive buffers to this QP's own receive queue (no SRQ), built
+    /// in the QP's receive scratch under its lock.
+    pub fn post_recv(&self, wrs: impl IntoIterator<Item = RecvWr>) -> std::result::Result<(), PostError> {
+        let mut s = self.recv.lock();
         // SAFETY: qp live; chain valid for the call.
-        post_recv_chain("ibv_post_recv", wrs, |wr, bad| unsafe { sys::ibv_post_recv(self.qp, wr, bad) })
+        post_recv_chain("ibv_post_recv", &mut s, wrs, |wr, bad| unsafe { sys::ibv_post_recv(self.qp, wr, bad) })
     }
 
     /// Destroys the QP, reporting the verbs error (the wrapper is consumed
@@ -296,6 +336,8 @@ impl RawQp {
         let r = check_ret("ibv_destroy_qp", unsafe { sys::ibv_destroy_qp(me.qp) });
         // SAFETY: move the Arcs out of the ManuallyDrop so they are dropped after the QP.
         unsafe {
+            drop(std::ptr::read(&me.send));
+            drop(std::ptr::read(&me.recv));
             drop(std::ptr::read(&me._srq));
             drop(std::ptr::read(&me._recv_cq));
             drop(std::ptr::read(&me._send_cq));

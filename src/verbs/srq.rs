@@ -4,6 +4,7 @@ use super::{accepted, check_ret, Pd, PostError};
 use crate::sys::os_error;
 use crate::error::Result;
 use rdma_sys as sys;
+use parking_lot::Mutex;
 use std::sync::Arc;
 
 /// One receive buffer to post: one SGE, `wr_id` identifies it on completion.
@@ -15,37 +16,58 @@ pub struct RecvWr {
     pub lkey: u32,
 }
 
+/// The receive chain of one queue (SRQ or RQ), kept with it under its lock
+/// and reused by every post: after the first posts nothing is allocated.
+pub(crate) struct RecvScratch {
+    sges: Vec<sys::ibv_sge>,
+    reqs: Vec<sys::ibv_recv_wr>,
+}
+
+// SAFETY: the raw pointers inside are rebuilt by every post and point only
+// into the scratch itself.
+unsafe impl Send for RecvScratch {}
+
+impl RecvScratch {
+    pub(crate) fn with_capacity(n: usize) -> RecvScratch {
+        RecvScratch { sges: Vec::with_capacity(n), reqs: Vec::with_capacity(n) }
+    }
+}
+
 /// Posts `wrs` as one chain with `post`, which is `ibv_post_recv` or
 /// `ibv_post_srq_recv` (both return their errno value and report the first
-/// rejected request through `bad`).
+/// rejected request through `bad`). The chain is built in `s`.
 pub(crate) fn post_recv_chain(
     call: &str,
-    wrs: &[RecvWr],
+    s: &mut RecvScratch,
+    wrs: impl IntoIterator<Item = RecvWr>,
     post: impl FnOnce(*mut sys::ibv_recv_wr, *mut *mut sys::ibv_recv_wr) -> i32,
 ) -> std::result::Result<(), PostError> {
-    if wrs.is_empty() {
+    s.sges.clear();
+    s.reqs.clear();
+    for w in wrs {
+        s.sges.push(sys::ibv_sge { addr: w.addr, length: w.len, lkey: w.lkey });
+        s.reqs.push(sys::ibv_recv_wr { wr_id: w.wr_id, next: std::ptr::null_mut(), sg_list: std::ptr::null_mut(), num_sge: 1 });
+    }
+    let n = s.reqs.len();
+    if n == 0 {
         return Ok(());
     }
-    let mut sges: Vec<sys::ibv_sge> =
-        wrs.iter().map(|w| sys::ibv_sge { addr: w.addr, length: w.len, lkey: w.lkey }).collect();
-    let mut reqs: Vec<sys::ibv_recv_wr> = wrs
-        .iter()
-        .map(|w| sys::ibv_recv_wr { wr_id: w.wr_id, next: std::ptr::null_mut(), sg_list: std::ptr::null_mut(), num_sge: 1 })
-        .collect();
-    for i in 0..reqs.len() {
-        reqs[i].sg_list = &mut sges[i];
-        if i + 1 < reqs.len() {
-            let next: *mut sys::ibv_recv_wr = &mut reqs[i + 1];
-            reqs[i].next = next;
+    // Linked only now: the vectors no longer move.
+    for i in 0..n {
+        s.reqs[i].sg_list = &mut s.sges[i];
+        if i + 1 < n {
+            let next: *mut sys::ibv_recv_wr = &mut s.reqs[i + 1];
+            s.reqs[i].next = next;
         }
     }
     let mut bad: *mut sys::ibv_recv_wr = std::ptr::null_mut();
-    let ret = post(reqs.as_mut_ptr(), &mut bad);
+    let ret = post(s.reqs.as_mut_ptr(), &mut bad);
     let bad = bad as *const sys::ibv_recv_wr;
     match check_ret(call, ret) {
         Ok(()) => Ok(()),
         Err(err) => {
-            Err(PostError { posted: accepted(&reqs, bad), err })
+            let posted = accepted(&s.reqs, bad);
+            Err(PostError { posted, bytes: s.sges[..posted].iter().map(|g| g.length as u64).sum(), err })
         }
     }
 }
@@ -53,6 +75,8 @@ pub(crate) fn post_recv_chain(
 pub struct Srq {
     srq: *mut sys::ibv_srq,
     max_wr: u32,
+    /// The receive chain, reused by every post (and the lock that serializes them).
+    scratch: Mutex<RecvScratch>,
     _pd: Arc<Pd>,
 }
 
@@ -72,7 +96,7 @@ impl Srq {
         if srq.is_null() {
             return Err(os_error("ibv_create_srq").context(format_args!("SRQ of {max_wr} entries")));
         }
-        Ok(Srq { srq, max_wr, _pd: pd.clone() })
+        Ok(Srq { srq, max_wr, scratch: Mutex::new(RecvScratch::with_capacity(max_wr as usize)), _pd: pd.clone() })
     }
 
     pub(crate) fn as_ptr(&self) -> *mut sys::ibv_srq {
@@ -83,9 +107,12 @@ impl Srq {
         self.max_wr
     }
 
-    pub fn post_recv(&self, wrs: &[RecvWr]) -> std::result::Result<(), PostError> {
+    /// Posts `wrs` as one chain (nothing allocated once the chain's scratch
+    /// has grown to the longest chain posted).
+    pub fn post_recv(&self, wrs: impl IntoIterator<Item = RecvWr>) -> std::result::Result<(), PostError> {
+        let mut s = self.scratch.lock();
         // SAFETY: srq is live; the chain is valid for the duration of the call.
-        post_recv_chain("ibv_post_srq_recv", wrs, |wr, bad| unsafe { sys::ibv_post_srq_recv(self.srq, wr, bad) })
+        post_recv_chain("ibv_post_srq_recv", &mut s, wrs, |wr, bad| unsafe { sys::ibv_post_srq_recv(self.srq, wr, bad) })
     }
 }
 
