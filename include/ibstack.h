@@ -484,7 +484,8 @@ int ibstack_dispatcher_poll(const struct ibstack_dispatcher *d, struct ibstack_w
 // Arms both CQs, polls once more (completions that raced with arming), and
 // if nothing is ready sleeps on both completion channels and the device's
 // async fd for up to `timeout_ms` (-1 = forever). Returns 1 when
-// ibstack_dispatcher_poll may have work, 0 on timeout, or -errno.
+// ibstack_dispatcher_poll may have work, 0 on timeout, -EINTR when a signal
+// interrupted the sleep (as poll(2)), or -errno.
 int ibstack_dispatcher_wait(const struct ibstack_dispatcher *d, int timeout_ms);
 
 // Posts up to `n` receive buffers from the RX pool: to the SRQ, or (no SRQ)
