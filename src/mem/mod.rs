@@ -101,6 +101,32 @@ impl MemoryManager {
         Ok(MemoryManager { tx, rx })
     }
 
+    /// Both pools registered on `pd` with the verbs registrar: what
+    /// ibstack_mem_mgr_new and the stack build.
+    pub fn on_pd(cfg: &Config, tx_count: u32, pd: Arc<crate::verbs::Pd>) -> Result<MemoryManager> {
+        MemoryManager::new(cfg, tx_count, Arc::new(VerbsRegistrar::new(pd)))
+    }
+
+    /// The chunk header at `p`, if `p` is one of this manager's TX or RX
+    /// chunks (nothing is read at `p` to decide).
+    pub fn chunk_at(&self, p: *const Chunk) -> Option<&Chunk> {
+        self.tx.chunk_at(p).or_else(|| self.rx.chunk_at(p))
+    }
+
+    /// The TX chunks `ptrs` name, each checked to be one of this cluster's
+    /// chunks and handed out (not free): what a post of caller chunks needs.
+    /// `-EINVAL` names the first bad entry.
+    pub fn tx_in_use<'a>(&'a self, ptrs: &[*const Chunk]) -> Result<Vec<&'a Chunk>> {
+        ptrs.iter()
+            .enumerate()
+            .map(|(i, &p)| {
+                self.tx.chunk_at(p).filter(|c| c.is_in_use()).ok_or_else(|| {
+                    crate::Error::inval(format!("chunks[{i}] ({p:p}) is not a TX chunk handed out by the pool"))
+                })
+            })
+            .collect()
+    }
+
     pub fn stats(&self) -> MemStats {
         let tx_in_use = self.tx.in_use() as u64;
         let rx_in_use = self.rx.in_use() as u64;
