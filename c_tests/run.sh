@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs ibstack's C tests and adds up their "ok" / "not ok" lines.
-# usage: run.sh host|vm BUILD_DIR STAGE_DIR
+# usage: run.sh host|vm|asan BUILD_DIR STAGE_DIR
 # Ends with "N passed, N failed"; exits non-zero if anything failed.
 mode=$1 build=$2 stage=$3
 passed=0 failed=0
@@ -38,7 +38,7 @@ check() {  # $1 = description, rest = command whose success is the check
 lib=$stage/lib/libibstack.so
 if [ "$mode" = host ]; then
     for v in so a; do
-        for t in test_null_args test_config test_nodevice test_log; do run "$t ($v)" "$build/$t.$v"; done
+        for t in test_null_args test_config test_nodevice test_log test_handles; do run "$t ($v)" "$build/$t.$v"; done
     done
     run "test_header (C11, .so)" "$build/test_header.so"
     run "test_header_cpp (C++17, .a)" "$build/test_header_cpp.a"
@@ -66,6 +66,7 @@ elif [ "$mode" = vm ]; then
         run "test_mem_rxe ($v, 64 huge pages reserved)" "$build/test_mem_rxe.$v" expect-huge
         echo 0 > /proc/sys/vm/nr_hugepages
     done
+    run "test_handles vm (so)" "$build/test_handles.so" vm
     # queue pairs: the shared library for every scenario, the static one for one
     for q in srq nosrq; do
         for s in one two kill timeout; do run "test_qp_rxe $s $q (so)" "$build/test_qp_rxe.so" $s $q; done
@@ -109,8 +110,17 @@ elif [ "$mode" = vm ]; then
     cat "$es_out"
     rm -f "$es_out"
     check "examples: echo_server served both clients and exited (status $es_rc)" test "$es_rc" -eq 0
+elif [ "$mode" = asan ]; then
+    # tests linked with -fsanitize=address against the ASan build of the library; an ASan
+    # report exits non-zero (halt_on_error) and counts as a failure; leaks are reported too
+    export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:exitcode=99
+    for v in so a; do
+        for t in test_null_args test_config test_nodevice test_log test_handles; do
+            run "$t (ASan, $v)" "$build/$t.$v"
+        done
+    done
 else
-    echo "usage: $0 host|vm BUILD STAGE" >&2; exit 2
+    echo "usage: $0 host|vm|asan BUILD STAGE" >&2; exit 2
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -86,6 +86,10 @@ typedef uint32_t ibstack_role;
 // One registered buffer of ms_async_rdma_buffer_size bytes with its read
 // and write cursors. Borrowed from its pool: never freed by the caller, given
 // back with ibstack_mem_mgr_return_tx / ibstack_mem_mgr_release_rx_chunk.
+// A chunk pointer is checked against the live pools before use: one that is
+// not a chunk of a pool still alive (foreign, or its pool was freed) is
+// -EINVAL (0 / NULL / false for the queries). The ibstack_chunk_* functions
+// take a shared (reader) lock of the pool list, never an exclusive one.
 // Thread safety: only the holder of a chunk may use it.
 typedef struct ibstack_chunk ibstack_chunk;
 
@@ -106,7 +110,8 @@ typedef struct ibstack_conn ibstack_conn;
 // A completion queue bound to its own non-blocking completion channel.
 // Ownership: either created by ibstack_cq_new and freed by ibstack_cq_free,
 // or borrowed from a dispatcher (ibstack_dispatcher_tx_cq / _rx_cq; never
-// freed by the caller, valid while the dispatcher lives).
+// freed by the caller — ibstack_cq_free ignores it with a warning — valid
+// while the dispatcher lives, -EINVAL after).
 // Thread safety: poll, rearm and get_event may be called from any thread;
 // polling one CQ from two threads at once splits its completions between them.
 typedef struct ibstack_cq ibstack_cq;
@@ -370,7 +375,9 @@ extern "C" {
 // it with ibstack_config_free. Returns 0 or -EINVAL (out is NULL).
 int ibstack_config_new(struct ibstack_config **out);
 
-// Frees a configuration. NULL is a no-op.
+// Frees a configuration. NULL is a no-op; a pointer that is not a live
+// configuration handle (freed already, of another type, foreign) is ignored
+// with a warning and the last-error message set.
 void ibstack_config_free(struct ibstack_config *cfg);
 
 // Sets one option by Ceph's name (spaces or dashes may stand for
@@ -406,7 +413,9 @@ int ibstack_config_to_json(const struct ibstack_config *cfg, char *buf, size_t l
 int ibstack_cq_new(const struct ibstack_ib *ib, uint32_t depth, struct ibstack_cq **out);
 
 // Acknowledges pending events, destroys the CQ and its channel (once no QP
-// uses it any more). NULL is a no-op. Never call it on a borrowed CQ.
+// uses it any more). NULL is a no-op. Never call it on a borrowed CQ (a
+// borrowed CQ, a freed or a foreign pointer is ignored with a warning and
+// the last-error message set).
 void ibstack_cq_free(struct ibstack_cq *cq);
 
 // The completion channel's fd (non-blocking): readable when the armed CQ got
@@ -438,7 +447,7 @@ const char *ibstack_wc_status_str(uint32_t status);
 // support) gives an empty list, not an error. Caller owns `*out`.
 int ibstack_device_list_new(struct ibstack_device_list **out);
 
-// Frees a device list. NULL is a no-op.
+// Frees a device list. NULL is a no-op; an invalid handle is ignored with a warning.
 void ibstack_device_list_free(struct ibstack_device_list *list);
 
 // Number of devices in the list (0 for a NULL list).
@@ -459,13 +468,17 @@ int ibstack_dispatcher_new(const struct ibstack_ib *ib,
                            const struct ibstack_mem_mgr *mm,
                            struct ibstack_dispatcher **out);
 
-// Releases the caller's reference (see the type's ownership note). NULL is a no-op.
+// Releases the caller's reference (see the type's ownership note); its
+// borrowed CQ handles become invalid. NULL is a no-op; an invalid handle is
+// ignored with a warning.
 void ibstack_dispatcher_free(struct ibstack_dispatcher *d);
 
-// The TX (send) CQ, borrowed: valid while the dispatcher lives. NULL for NULL.
+// The TX (send) CQ, borrowed: valid while the dispatcher lives (-EINVAL
+// after); ibstack_cq_free ignores it. NULL for NULL.
 const struct ibstack_cq *ibstack_dispatcher_tx_cq(const struct ibstack_dispatcher *d);
 
-// The RX (receive) CQ, borrowed: valid while the dispatcher lives. NULL for NULL.
+// The RX (receive) CQ, borrowed: valid while the dispatcher lives (-EINVAL
+// after); ibstack_cq_free ignores it. NULL for NULL.
 const struct ibstack_cq *ibstack_dispatcher_rx_cq(const struct ibstack_dispatcher *d);
 
 // One iteration of the polling loop: polls the TX CQ then the RX CQ (32
@@ -487,13 +500,6 @@ int ibstack_dispatcher_poll(const struct ibstack_dispatcher *d, struct ibstack_w
 // ibstack_dispatcher_poll may have work, 0 on timeout, -EINTR when a signal
 // interrupted the sleep (as poll(2)), or -errno.
 int ibstack_dispatcher_wait(const struct ibstack_dispatcher *d, int timeout_ms);
-
-// Posts up to `n` receive buffers from the RX pool: to the SRQ, or (no SRQ)
-// to `qp`'s receive queue (`qp` is ignored with an SRQ and may be NULL).
-// Returns how many were posted (fewer, possibly 0, when the RX pool is at its
-// limit) or -errno: the provider's return value when the post failed (the
-// refused buffers went back to the pool).
-int ibstack_dispatcher_post_rx(const struct ibstack_dispatcher *d, uint32_t n, const struct ibstack_qp *qp);
 
 // Gives back an RX chunk that ibstack_dispatcher_poll handed over.
 int ibstack_dispatcher_release_rx(const struct ibstack_dispatcher *d, struct ibstack_chunk *c);
@@ -576,7 +582,7 @@ int ibstack_global_init(const struct ibstack_config *cfg);
 int ibstack_ib_new(const struct ibstack_config *cfg, struct ibstack_ib **out);
 
 // Releases the handle. The device closes when the last object created from
-// it is freed. NULL is a no-op.
+// it is freed. NULL is a no-op; an invalid handle is ignored with a warning.
 void ibstack_ib_free(struct ibstack_ib *ib);
 
 // Fills `*out` with the port, GID, MTU and device limits. Returns 0 or -EINVAL.
@@ -610,7 +616,7 @@ int ibstack_mem_mgr_new(const struct ibstack_ib *ib, struct ibstack_mem_mgr **ou
 // Releases the caller's reference: the pools are deregistered and freed
 // when no dispatcher uses them any more (an ibstack_dispatcher keeps them
 // until it is freed). Chunks still handed out then become invalid.
-// NULL is a no-op.
+// NULL is a no-op; an invalid handle is ignored with a warning.
 void ibstack_mem_mgr_free(struct ibstack_mem_mgr *mm);
 
 // Takes ceil(bytes / buffer_size) TX chunks (at most `cap`), or as many as
@@ -704,7 +710,8 @@ int ibstack_qp_new(const struct ibstack_dispatcher *d, struct ibstack_qp **out);
 
 // Retires the QP (as ibstack_qp_to_dead; a failure is logged) and releases
 // the handle. The dispatcher destroys the verbs QP once its drain is
-// complete, during ibstack_dispatcher_poll. NULL is a no-op.
+// complete, during ibstack_dispatcher_poll. NULL is a no-op; an invalid
+// handle is ignored with a warning.
 void ibstack_qp_free(struct ibstack_qp *qp);
 
 // RESET→INIT. ibstack_qp_new already did it; this returns -EINVAL (wrong
@@ -806,13 +813,21 @@ int ibstack_cm_meta_encode(const struct ibstack_cm_meta *meta, char *buf, size_t
 // showing the bytes escaped.
 int ibstack_cm_meta_decode(const char *buf, size_t len, struct ibstack_cm_meta *out);
 
+// Posts up to `n` receive buffers from the RX pool: to the SRQ, or (no SRQ)
+// to `qp`'s receive queue (`qp` is ignored with an SRQ and may be NULL).
+// Returns how many were posted (fewer, possibly 0, when the RX pool is at its
+// limit) or -errno: the provider's return value when the post failed (the
+// refused buffers went back to the pool).
+int ibstack_dispatcher_post_rx(const struct ibstack_dispatcher *d, uint32_t n, const struct ibstack_qp *qp);
+
 // Opens the device named by `cfg` (as ibstack_ib_new), registers the pools
 // (as ibstack_mem_mgr_new), creates the CQs and SRQ (as
 // ibstack_dispatcher_new) and starts the poller. Caller owns `*out`.
 int ibstack_stack_new(const struct ibstack_config *cfg, struct ibstack_stack **out);
 
 // Stops the poller, retires every remaining connection (at most 2 s of
-// drain) and frees everything. NULL is a no-op.
+// drain) and frees everything. NULL is a no-op; an invalid handle is
+// ignored with a warning.
 void ibstack_stack_free(struct ibstack_stack *stack);
 
 // With ibstack_stack_thread = false: an epoll fd that becomes readable when
@@ -859,7 +874,7 @@ int ibstack_listener_port(const struct ibstack_listener *listener);
 int ibstack_accept(struct ibstack_listener *listener, struct ibstack_conn **out);
 
 // Closes the listening socket (connections already accepted are not
-// affected). NULL is a no-op.
+// affected). NULL is a no-op; an invalid handle is ignored with a warning.
 void ibstack_listener_free(struct ibstack_listener *listener);
 
 // Starts a non-blocking TCP connect to `ip`:`port` and creates the QP; the
@@ -899,7 +914,8 @@ int ibstack_conn_fd(const struct ibstack_conn *conn);
 // Closes the connection and frees the handle: unread data is dropped; a
 // healthy connection sends its zero-length close SEND after the data in
 // flight, and the QP is retired (ERR + beacon) once the peer acknowledged
-// everything (at most 10 s). NULL is a no-op.
+// everything (at most 10 s). NULL is a no-op; an invalid handle (closed
+// already, foreign, of another type) is ignored with a warning.
 void ibstack_conn_close(struct ibstack_conn *conn);
 
 #ifdef __cplusplus

@@ -359,3 +359,21 @@ mod tests {
         assert!(e.msg.contains("ms_async_rdma_cm"));
     }
 }
+
+impl Ib {
+    /// The depth of a new CQ: `requested`, or with 0 the configured
+    /// ibstack_cq_depth (at least 1) capped at the device's max_cqe (with a
+    /// warning). An explicit depth is left for the device to judge.
+    pub fn cq_depth(&self, requested: u32) -> u32 {
+        if requested != 0 {
+            return requested;
+        }
+        let max_cqe = self.device_attr().max_cqe.max(1) as u32;
+        let depth = self.config().cq_depth.max(1);
+        if depth > max_cqe {
+            log::warn!("ibstack_cq_depth {depth} is above {}'s max_cqe {max_cqe}; using {max_cqe}", self.device_name());
+            return max_cqe;
+        }
+        depth
+    }
+}

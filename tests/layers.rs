@@ -39,6 +39,7 @@ const ROOT_ITEMS: &[(&str, &str)] = &[
     ("Result", "error"),
     ("errno_name", "errno"),
     ("ffi_boundary", "ffi"),
+    ("fn_name", "ffi"),
     ("VERSION", "errno"), // defined in lib.rs itself, which is above nothing
 ];
 

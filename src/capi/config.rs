@@ -1,8 +1,9 @@
 //! `ibstack_config`: Ceph's ms_async_rdma_* options by name.
 
 use crate::config::Config;
-use crate::ffi::handle;
+use crate::ffi::handle::{self, Handle, Kind};
 use crate::ffi_boundary;
+use parking_lot::RwLock;
 use std::os::raw::{c_char, c_int};
 
 /// Configuration: every ms_async_rdma_* option of Ceph 16.2.15 with Ceph's
@@ -12,29 +13,30 @@ use std::os::raw::{c_char, c_int};
 /// Thread safety: concurrent reads are safe; do not read while another thread
 /// sets or loads.
 pub struct ibstack_config {
-    pub(crate) inner: Config,
+    _opaque: [u8; 0],
+}
+
+impl Handle for ibstack_config {
+    type Target = RwLock<Config>;
+    const KIND: Kind = Kind::Config;
 }
 
 /// Creates a configuration holding Ceph's defaults. Caller owns `*out`; free
 /// it with ibstack_config_free. Returns 0 or -EINVAL (out is NULL).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_config_new(out: *mut *mut ibstack_config) -> c_int {
-    ffi_boundary!("ibstack_config_new", {
-        handle::check_out(out, "out")?;
-        // SAFETY: out checked non-NULL.
-        unsafe { handle::give(out, ibstack_config { inner: Config::default() }) };
-        Ok(0)
+    ffi_boundary!({
+        // SAFETY: out is NULL or valid for one pointer write (header contract).
+        unsafe { handle::give(out, || Ok(RwLock::new(Config::default()))) }
     })
 }
 
-/// Frees a configuration. NULL is a no-op.
+/// Frees a configuration. NULL is a no-op; a pointer that is not a live
+/// configuration handle (freed already, of another type, foreign) is ignored
+/// with a warning and the last-error message set.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_config_free(cfg: *mut ibstack_config) {
-    ffi_boundary!("ibstack_config_free", {
-        // SAFETY: cfg is NULL or came from ibstack_config_new.
-        unsafe { handle::free(cfg) };
-        Ok(())
-    })
+    ffi_boundary!({ handle::take(cfg, "cfg").map(drop) })
 }
 
 /// Sets one option by Ceph's name (spaces or dashes may stand for
@@ -44,12 +46,11 @@ pub unsafe extern "C" fn ibstack_config_free(cfg: *mut ibstack_config) {
 /// and the expected type. On error the configuration is unchanged.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_config_set(cfg: *mut ibstack_config, key: *const c_char, value: *const c_char) -> c_int {
-    ffi_boundary!("ibstack_config_set", {
-        // SAFETY: pointers are NULL or valid per the header contract.
-        let cfg = unsafe { handle::borrow_mut(cfg, "cfg") }?;
-        let key = unsafe { handle::str_arg(key, "key") }?;
-        let value = unsafe { handle::str_arg(value, "value") }?;
-        cfg.inner.set(key, value)?;
+    ffi_boundary!({
+        let cfg = handle::get(cfg, "cfg")?;
+        // SAFETY: key and value are NULL or NUL-terminated strings (header contract).
+        let (key, value) = unsafe { (handle::str_arg(key, "key")?, handle::str_arg(value, "value")?) };
+        cfg.write().set(key, value)?;
         Ok(0)
     })
 }
@@ -65,13 +66,13 @@ pub unsafe extern "C" fn ibstack_config_get(
     buf: *mut c_char,
     len: usize,
 ) -> c_int {
-    ffi_boundary!("ibstack_config_get", {
-        // SAFETY: pointers are NULL or valid per the header contract.
-        let cfg = unsafe { handle::borrow(cfg, "cfg") }?;
-        let key = unsafe { handle::str_arg(key, "key") }?;
-        let v = cfg.inner.get(key)?;
-        // SAFETY: buf is NULL or holds len bytes, per the header.
-        unsafe { handle::text_out(&v, buf, len) }
+    ffi_boundary!({
+        let cfg = handle::get(cfg, "cfg")?;
+        // SAFETY: key is NULL or NUL-terminated; buf is NULL or holds len bytes (header contract).
+        unsafe {
+            let v = cfg.read().get(handle::str_arg(key, "key")?)?;
+            handle::text_out(&v, buf, len)
+        }
     })
 }
 
@@ -88,12 +89,13 @@ pub unsafe extern "C" fn ibstack_config_load_file(
     path: *const c_char,
     section: *const c_char,
 ) -> c_int {
-    ffi_boundary!("ibstack_config_load_file", {
-        // SAFETY: pointers are NULL or valid per the header contract.
-        let cfg = unsafe { handle::borrow_mut(cfg, "cfg") }?;
-        let path = unsafe { handle::str_arg(path, "path") }?;
-        let section = if section.is_null() { "" } else { unsafe { handle::str_arg(section, "section") }? };
-        cfg.inner.load_file(std::path::Path::new(path), section)?;
+    ffi_boundary!({
+        let cfg = handle::get(cfg, "cfg")?;
+        // SAFETY: path and section are NULL or NUL-terminated strings (header contract).
+        let (path, section) = unsafe {
+            (handle::str_arg(path, "path")?, if section.is_null() { "" } else { handle::str_arg(section, "section")? })
+        };
+        cfg.write().load_file(std::path::Path::new(path), section)?;
         Ok(0)
     })
 }
@@ -103,10 +105,9 @@ pub unsafe extern "C" fn ibstack_config_load_file(
 /// -EINVAL.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_config_to_json(cfg: *const ibstack_config, buf: *mut c_char, len: usize) -> c_int {
-    ffi_boundary!("ibstack_config_to_json", {
-        // SAFETY: pointers are NULL or valid per the header contract.
-        let cfg = unsafe { handle::borrow(cfg, "cfg") }?;
-        // SAFETY: buf is NULL or holds len bytes, per the header.
-        unsafe { handle::text_out(&cfg.inner.to_json(), buf, len) }
+    ffi_boundary!({
+        let json = handle::get(cfg, "cfg")?.read().to_json();
+        // SAFETY: buf is NULL or holds len bytes (header contract).
+        unsafe { handle::text_out(&json, buf, len) }
     })
 }

@@ -2,13 +2,13 @@
 //! TX/RX CQs, the SRQ, the QP registry, the beacon drain, async events,
 //! counters and QP history — driven by the caller's polling loop.
 
-use crate::capi::cq::{ibstack_cq, static_cstr, wc_slice};
+use crate::capi::cq::ibstack_cq;
 use crate::capi::ib::ibstack_ib;
 use crate::capi::mem::{chunk_id, ibstack_chunk, ibstack_mem_mgr};
-use crate::capi::qp::ibstack_qp;
 use crate::counters::CountersSnapshot;
 use crate::dispatcher::Dispatcher;
-use crate::ffi::handle;
+use crate::error::Error;
+use crate::ffi::handle::{self, Borrowed, Handle, Kind};
 use crate::ffi_boundary;
 use crate::verbs::{event_name, Wc};
 use std::os::raw::{c_char, c_int};
@@ -22,9 +22,20 @@ use std::sync::Arc;
 /// Thread safety: every function may be called from any thread; polling
 /// (poll, wait) is serialized internally.
 pub struct ibstack_dispatcher {
-    pub(crate) inner: Arc<Dispatcher>,
-    tx: ibstack_cq,
-    rx: ibstack_cq,
+    _opaque: [u8; 0],
+}
+
+/// What an ibstack_dispatcher handle holds: the dispatcher and the handles
+/// of its two CQs lent to C (they die with it).
+pub struct DispatcherHandle {
+    pub(crate) disp: Arc<Dispatcher>,
+    tx: Borrowed<ibstack_cq>,
+    rx: Borrowed<ibstack_cq>,
+}
+
+impl Handle for ibstack_dispatcher {
+    type Target = DispatcherHandle;
+    const KIND: Kind = Kind::Dispatcher;
 }
 
 /// One device async event, already handled and acknowledged.
@@ -52,44 +63,43 @@ pub unsafe extern "C" fn ibstack_dispatcher_new(
     mm: *const ibstack_mem_mgr,
     out: *mut *mut ibstack_dispatcher,
 ) -> c_int {
-    ffi_boundary!("ibstack_dispatcher_new", {
-        // SAFETY: NULL or live handles.
-        let ib = unsafe { handle::borrow(ib, "ib") }?;
-        let mm = unsafe { handle::borrow(mm, "mm") }?;
-        handle::check_out(out, "out")?;
-        let d = Arc::new(Dispatcher::new(ib.inner.clone(), mm.inner.clone())?);
-        let (tx, rx) = (ibstack_cq { inner: d.tx_cq().clone() }, ibstack_cq { inner: d.rx_cq().clone() });
-        // SAFETY: out checked.
-        unsafe { handle::give(out, ibstack_dispatcher { inner: d, tx, rx }) };
-        Ok(0)
+    ffi_boundary!({
+        let (ib, mm) = (handle::get(ib, "ib")?, handle::get(mm, "mm")?);
+        // SAFETY: out is NULL or valid for one pointer write (header contract).
+        unsafe {
+            handle::give(out, || {
+                let disp = Arc::new(Dispatcher::new(ib, mm)?);
+                let (tx, rx) = (Borrowed::new(disp.tx_cq().clone()), Borrowed::new(disp.rx_cq().clone()));
+                Ok(DispatcherHandle { disp, tx, rx })
+            })
+        }
     })
 }
 
-/// Releases the caller's reference (see the type's ownership note). NULL is a no-op.
+/// Releases the caller's reference (see the type's ownership note); its
+/// borrowed CQ handles become invalid. NULL is a no-op; an invalid handle is
+/// ignored with a warning.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_free(d: *mut ibstack_dispatcher) {
-    ffi_boundary!("ibstack_dispatcher_free", {
-        // SAFETY: NULL or from ibstack_dispatcher_new.
-        unsafe { handle::free(d) };
-        Ok(())
-    })
+    ffi_boundary!({ handle::take(d, "dispatcher").map(drop) })
 }
 
-unsafe fn disp<'a>(d: *const ibstack_dispatcher) -> crate::Result<&'a ibstack_dispatcher> {
-    // SAFETY: forwarded from the caller.
-    unsafe { handle::borrow(d, "dispatcher") }
+fn disp(d: *const ibstack_dispatcher) -> crate::Result<Arc<DispatcherHandle>> {
+    handle::get(d, "dispatcher")
 }
 
-/// The TX (send) CQ, borrowed: valid while the dispatcher lives. NULL for NULL.
+/// The TX (send) CQ, borrowed: valid while the dispatcher lives (-EINVAL
+/// after); ibstack_cq_free ignores it. NULL for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_tx_cq(d: *const ibstack_dispatcher) -> *const ibstack_cq {
-    ffi_boundary!("ibstack_dispatcher_tx_cq", { Ok(&unsafe { disp(d) }?.tx as *const ibstack_cq) })
+    ffi_boundary!({ Ok(disp(d)?.tx.ptr()) })
 }
 
-/// The RX (receive) CQ, borrowed: valid while the dispatcher lives. NULL for NULL.
+/// The RX (receive) CQ, borrowed: valid while the dispatcher lives (-EINVAL
+/// after); ibstack_cq_free ignores it. NULL for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_rx_cq(d: *const ibstack_dispatcher) -> *const ibstack_cq {
-    ffi_boundary!("ibstack_dispatcher_rx_cq", { Ok(&unsafe { disp(d) }?.rx as *const ibstack_cq) })
+    ffi_boundary!({ Ok(disp(d)?.rx.ptr()) })
 }
 
 /// One iteration of the polling loop: polls the TX CQ then the RX CQ (32
@@ -105,10 +115,11 @@ pub unsafe extern "C" fn ibstack_dispatcher_rx_cq(d: *const ibstack_dispatcher) 
 ///   ibstack_qp_fault_message); its buffer was already returned.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_poll(d: *const ibstack_dispatcher, wc: *mut Wc, n: c_int) -> c_int {
-    ffi_boundary!("ibstack_dispatcher_poll", {
-        let d = unsafe { disp(d) }?;
-        let out = unsafe { wc_slice(wc, n) }?;
-        Ok(d.inner.poll(out)?.delivered as c_int)
+    ffi_boundary!({
+        let d = disp(d)?;
+        // SAFETY: wc is NULL or holds n entries (header contract).
+        let out = unsafe { handle::items_mut(wc, n, "wc") }?;
+        Ok(d.disp.poll(out)?.delivered as c_int)
     })
 }
 
@@ -119,33 +130,18 @@ pub unsafe extern "C" fn ibstack_dispatcher_poll(d: *const ibstack_dispatcher, w
 /// interrupted the sleep (as poll(2)), or -errno.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_wait(d: *const ibstack_dispatcher, timeout_ms: c_int) -> c_int {
-    ffi_boundary!("ibstack_dispatcher_wait", { Ok(unsafe { disp(d) }?.inner.wait(timeout_ms)? as c_int) })
-}
-
-/// Posts up to `n` receive buffers from the RX pool: to the SRQ, or (no SRQ)
-/// to `qp`'s receive queue (`qp` is ignored with an SRQ and may be NULL).
-/// Returns how many were posted (fewer, possibly 0, when the RX pool is at its
-/// limit) or -errno: the provider's return value when the post failed (the
-/// refused buffers went back to the pool).
-#[no_mangle]
-pub unsafe extern "C" fn ibstack_dispatcher_post_rx(d: *const ibstack_dispatcher, n: u32, qp: *const ibstack_qp) -> c_int {
-    ffi_boundary!("ibstack_dispatcher_post_rx", {
-        let d = unsafe { disp(d) }?;
-        // SAFETY: NULL or live.
-        let qp = unsafe { qp.as_ref() };
-        Ok(d.inner.post_rx(n, qp.map(|q| &*q.qp))?.min(c_int::MAX as usize) as c_int)
-    })
+    ffi_boundary!({ Ok(disp(d)?.disp.wait(timeout_ms)? as c_int) })
 }
 
 /// Gives back an RX chunk that ibstack_dispatcher_poll handed over.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_release_rx(d: *const ibstack_dispatcher, c: *mut ibstack_chunk) -> c_int {
-    ffi_boundary!("ibstack_dispatcher_release_rx", {
-        let d = unsafe { disp(d) }?;
+    ffi_boundary!({
+        let d = disp(d)?;
         if c.is_null() {
-            return Err(crate::Error::inval("chunk is NULL"));
+            return Err(Error::inval("chunk is NULL"));
         }
-        d.inner.mem().rx.release_wr_id(chunk_id(c))?;
+        d.disp.mem().rx.release_wr_id(chunk_id(c))?;
         Ok(0)
     })
 }
@@ -155,13 +151,14 @@ pub unsafe extern "C" fn ibstack_dispatcher_release_rx(d: *const ibstack_dispatc
 /// returns the oldest unreported one: 1 and `*ev` filled, 0 when none.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_next_async_event(d: *const ibstack_dispatcher, ev: *mut ibstack_async_event) -> c_int {
-    ffi_boundary!("ibstack_dispatcher_next_async_event", {
-        let d = unsafe { disp(d) }?;
+    ffi_boundary!({
+        let d = disp(d)?;
         handle::check_out(ev, "ev")?;
-        Ok(match d.inner.next_async_event()? {
+        Ok(match d.disp.next_async_event()? {
             Some(e) => {
-                // SAFETY: ev checked.
-                unsafe { *ev = ibstack_async_event { event_type: e.kind, qp_num: e.qp_num, port: e.port, reserved: 0 } };
+                let e = ibstack_async_event { event_type: e.kind, qp_num: e.qp_num, port: e.port, reserved: 0 };
+                // SAFETY: ev is non-NULL and valid for one write (header contract).
+                unsafe { handle::write_out(ev, "ev", e) }?;
                 1
             }
             None => 0,
@@ -172,23 +169,22 @@ pub unsafe extern "C" fn ibstack_dispatcher_next_async_event(d: *const ibstack_d
 /// "IBV_EVENT_QP_FATAL", … for an `enum ibv_event_type` value. Static string.
 #[no_mangle]
 pub extern "C" fn ibstack_async_event_str(event_type: u32) -> *const c_char {
-    ffi_boundary!("ibstack_async_event_str", { Ok(static_cstr(event_name(event_type))) })
+    ffi_boundary!({ Ok(handle::static_cstr(event_name(event_type))) })
 }
 
 /// QPs created and not yet destroyed (live plus draining).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_qp_count(d: *const ibstack_dispatcher) -> c_int {
-    ffi_boundary!("ibstack_dispatcher_qp_count", { Ok(unsafe { disp(d) }?.inner.qp_count() as c_int) })
+    ffi_boundary!({ Ok(disp(d)?.disp.qp_count() as c_int) })
 }
 
 /// Ceph's perf counters (l_msgr_rdma_*) plus ibstack's own, gauges computed now.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_counters(d: *const ibstack_dispatcher, out: *mut CountersSnapshot) -> c_int {
-    ffi_boundary!("ibstack_dispatcher_counters", {
-        let d = unsafe { disp(d) }?;
-        handle::check_out(out, "out")?;
-        // SAFETY: out checked.
-        unsafe { *out = d.inner.counters() };
+    ffi_boundary!({
+        let counters = disp(d)?.disp.counters();
+        // SAFETY: out is NULL or valid for one write (header contract).
+        unsafe { handle::write_out(out, "out", counters) }?;
         Ok(0)
     })
 }
@@ -198,9 +194,10 @@ pub unsafe extern "C" fn ibstack_dispatcher_counters(d: *const ibstack_dispatche
 /// "ibstack"). String convention: returns the full length; ≥ len means truncated.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_counters_json(d: *const ibstack_dispatcher, buf: *mut c_char, len: usize) -> c_int {
-    ffi_boundary!("ibstack_dispatcher_counters_json", {
-        let d = unsafe { disp(d) }?;
-        unsafe { handle::text_out(&d.inner.counters().to_json(), buf, len) }
+    ffi_boundary!({
+        let json = disp(d)?.disp.counters().to_json();
+        // SAFETY: buf is NULL or holds len bytes (header contract).
+        unsafe { handle::text_out(&json, buf, len) }
     })
 }
 
@@ -210,9 +207,10 @@ pub unsafe extern "C" fn ibstack_dispatcher_counters_json(d: *const ibstack_disp
 /// String convention as ibstack_dispatcher_counters_json.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_history_json(d: *const ibstack_dispatcher, buf: *mut c_char, len: usize) -> c_int {
-    ffi_boundary!("ibstack_qp_history_json", {
-        let d = unsafe { disp(d) }?;
-        unsafe { handle::text_out(&d.inner.history_json(), buf, len) }
+    ffi_boundary!({
+        let json = disp(d)?.disp.history_json();
+        // SAFETY: buf is NULL or holds len bytes (header contract).
+        unsafe { handle::text_out(&json, buf, len) }
     })
 }
 
@@ -222,20 +220,28 @@ pub unsafe extern "C" fn ibstack_qp_history_json(d: *const ibstack_dispatcher, b
 /// ibstack_dispatcher_poll afterwards.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_handle_tx(d: *const ibstack_dispatcher, wc: *const Wc, n: c_int) -> c_int {
-    ffi_boundary!("ibstack_dispatcher_handle_tx", {
-        let d = unsafe { disp(d) }?;
-        let w = unsafe { wc_slice(wc.cast_mut(), n) }?;
-        Ok(d.inner.handle_tx_completions(w) as c_int)
+    ffi_boundary!({
+        let d = disp(d)?;
+        if n < 0 {
+            return Err(Error::inval(format!("n is {n}")));
+        }
+        // SAFETY: wc is NULL or holds n entries (header contract).
+        let w = unsafe { handle::items(wc, n as usize, "wc") }?;
+        Ok(d.disp.handle_tx_completions(w) as c_int)
     })
 }
 
 /// Like ibstack_dispatcher_handle_tx, for completions polled from the RX CQ.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_handle_rx(d: *const ibstack_dispatcher, wc: *const Wc, n: c_int) -> c_int {
-    ffi_boundary!("ibstack_dispatcher_handle_rx", {
-        let d = unsafe { disp(d) }?;
-        let w = unsafe { wc_slice(wc.cast_mut(), n) }?;
-        d.inner.handle_rx_completions(w);
+    ffi_boundary!({
+        let d = disp(d)?;
+        if n < 0 {
+            return Err(Error::inval(format!("n is {n}")));
+        }
+        // SAFETY: wc is NULL or holds n entries (header contract).
+        let w = unsafe { handle::items(wc, n as usize, "wc") }?;
+        d.disp.handle_rx_completions(w);
         Ok(0)
     })
 }

@@ -13,7 +13,7 @@ static VERSION: &str = concat!("ibstack/", env!("CARGO_PKG_VERSION"), " rdma-sys
 /// Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn ibstack_version() -> *const c_char {
-    ffi_boundary!("ibstack_version", { Ok(VERSION.as_ptr().cast()) })
+    ffi_boundary!({ Ok(VERSION.as_ptr().cast()) })
 }
 
 /// Copies the calling thread's last error message (the last failed ibstack
@@ -23,7 +23,7 @@ pub extern "C" fn ibstack_version() -> *const c_char {
 /// Thread safety: any thread; each thread has its own message.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_last_error_message(buf: *mut c_char, len: usize) -> usize {
-    ffi_boundary!("ibstack_last_error_message", {
+    ffi_boundary!({
         let msg = crate::ffi::error::last_error_string();
         // SAFETY: the caller passes NULL or a buffer of len bytes.
         Ok(unsafe { crate::ffi::error::copy_to_c_buf(&msg, buf, len) })
@@ -34,7 +34,7 @@ pub unsafe extern "C" fn ibstack_last_error_message(buf: *mut c_char, len: usize
 /// Static string, never freed. Thread safety: any thread.
 #[no_mangle]
 pub extern "C" fn ibstack_strerror(err: c_int) -> *const c_char {
-    ffi_boundary!("ibstack_strerror", { Ok(crate::errno::errno_cstr(err).as_ptr()) })
+    ffi_boundary!({ Ok(crate::errno::errno_cstr(err).as_ptr()) })
 }
 
 /// Routes the library's log records to `cb` with `user_data`, for levels up
@@ -45,7 +45,7 @@ pub extern "C" fn ibstack_strerror(err: c_int) -> *const c_char {
 /// several threads, including ibstack's own.
 #[no_mangle]
 pub extern "C" fn ibstack_set_log_callback(cb: ibstack_log_callback, user_data: *mut c_void, max_level: c_int) -> c_int {
-    ffi_boundary!("ibstack_set_log_callback", {
+    ffi_boundary!({
         crate::ffi::log::set_callback(cb, user_data, max_level);
         Ok(0)
     })
@@ -60,10 +60,9 @@ pub extern "C" fn ibstack_set_log_callback(cb: ibstack_log_callback, user_data: 
 /// and before any other verbs use in the process. `cfg` is borrowed.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_global_init(cfg: *const ibstack_config) -> c_int {
-    ffi_boundary!("ibstack_global_init", {
-        // SAFETY: the caller passes NULL or a live config.
-        let cfg = unsafe { handle::borrow(cfg, "cfg") }?;
-        crate::prereq::global_init(&cfg.inner)?;
+    ffi_boundary!({
+        let cfg = handle::get(cfg, "cfg")?;
+        crate::prereq::global_init(&cfg.read())?;
         Ok(0)
     })
 }

@@ -2,13 +2,12 @@
 //! (the device half of Ceph's `Infiniband::init`).
 
 use crate::capi::config::ibstack_config;
-use crate::ffi::handle;
+use crate::ffi::handle::{self, Handle, Kind};
 use crate::ffi_boundary;
 use crate::ib::Ib;
 use crate::verbs::device::mtu_bytes;
 use crate::verbs::{GidType, LinkLayer, PortState};
 use std::os::raw::{c_char, c_int};
-use std::sync::Arc;
 
 /// An opened RDMA device: bound port, cached GID, protection domain and the
 /// queue lengths derived from the configuration and the device limits.
@@ -17,7 +16,12 @@ use std::sync::Arc;
 /// Thread safety: immutable after creation; every function may be called
 /// from any thread concurrently.
 pub struct ibstack_ib {
-    pub(crate) inner: Arc<Ib>,
+    _opaque: [u8; 0],
+}
+
+impl Handle for ibstack_ib {
+    type Target = Ib;
+    const KIND: Kind = Kind::Ib;
 }
 
 /// GID types, as `ibstack_ib_info.gid_type` reports them.
@@ -94,34 +98,25 @@ pub struct ibstack_ib_info {
 /// Sizes above the device limits are clamped with a warning, as Ceph does.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_ib_new(cfg: *const ibstack_config, out: *mut *mut ibstack_ib) -> c_int {
-    ffi_boundary!("ibstack_ib_new", {
-        // SAFETY: cfg is NULL or live.
-        let cfg = unsafe { handle::borrow(cfg, "cfg") }?;
-        handle::check_out(out, "out")?;
-        let ib = Ib::open(&cfg.inner)?;
-        // SAFETY: out checked non-NULL.
-        unsafe { handle::give(out, ibstack_ib { inner: Arc::new(ib) }) };
-        Ok(0)
+    ffi_boundary!({
+        let cfg = handle::get(cfg, "cfg")?;
+        // SAFETY: out is NULL or valid for one pointer write (header contract).
+        unsafe { handle::give(out, || Ib::open(&cfg.read())) }
     })
 }
 
 /// Releases the handle. The device closes when the last object created from
-/// it is freed. NULL is a no-op.
+/// it is freed. NULL is a no-op; an invalid handle is ignored with a warning.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_ib_free(ib: *mut ibstack_ib) {
-    ffi_boundary!("ibstack_ib_free", {
-        // SAFETY: ib is NULL or came from ibstack_ib_new.
-        unsafe { handle::free(ib) };
-        Ok(())
-    })
+    ffi_boundary!({ handle::take(ib, "ib").map(drop) })
 }
 
 /// Fills `*out` with the port, GID, MTU and device limits. Returns 0 or -EINVAL.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_ib_query(ib: *const ibstack_ib, out: *mut ibstack_ib_info) -> c_int {
-    ffi_boundary!("ibstack_ib_query", {
-        // SAFETY: ib is NULL or live.
-        let ib = &unsafe { handle::borrow(ib, "ib") }?.inner;
+    ffi_boundary!({
+        let ib = handle::get(ib, "ib")?;
         handle::check_out(out, "out")?;
         let d = ib.device_attr();
         let p = ib.port_attr();
@@ -158,8 +153,8 @@ pub unsafe extern "C" fn ibstack_ib_query(ib: *const ibstack_ib, out: *mut ibsta
             pd_handle: ib.pd().handle(),
             async_fd: ib.async_fd(),
         };
-        // SAFETY: out checked non-NULL.
-        unsafe { *out = info };
+        // SAFETY: out is NULL or valid for one write (header contract).
+        unsafe { handle::write_out(out, "out", info) }?;
         Ok(0)
     })
 }
@@ -168,10 +163,9 @@ pub unsafe extern "C" fn ibstack_ib_query(ib: *const ibstack_ib, out: *mut ibsta
 /// truncated to len - 1). Returns the full length or -EINVAL.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_ib_device_name(ib: *const ibstack_ib, buf: *mut c_char, len: usize) -> c_int {
-    ffi_boundary!("ibstack_ib_device_name", {
-        // SAFETY: ib is NULL or live.
-        let ib = &unsafe { handle::borrow(ib, "ib") }?.inner;
-        // SAFETY: buf is NULL or holds len bytes, per the header.
+    ffi_boundary!({
+        let ib = handle::get(ib, "ib")?;
+        // SAFETY: buf is NULL or holds len bytes (header contract).
         unsafe { handle::text_out(ib.device_name(), buf, len) }
     })
 }
@@ -180,17 +174,14 @@ pub unsafe extern "C" fn ibstack_ib_device_name(ib: *const ibstack_ib, buf: *mut
 /// Owned by the device: do not close it.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_ib_async_fd(ib: *const ibstack_ib) -> c_int {
-    ffi_boundary!("ibstack_ib_async_fd", {
-        // SAFETY: ib is NULL or live.
-        Ok(unsafe { handle::borrow(ib, "ib") }?.inner.async_fd())
-    })
+    ffi_boundary!({ Ok(handle::get(ib, "ib")?.async_fd()) })
 }
 
 /// "PORT_ACTIVE", "PORT_DOWN", … for an `enum ibv_port_state` value (the
 /// names ibv_devinfo prints). Static string.
 #[no_mangle]
 pub extern "C" fn ibstack_port_state_str(state: u32) -> *const c_char {
-    ffi_boundary!("ibstack_port_state_str", { Ok(port_state_cstr(state).as_ptr()) })
+    ffi_boundary!({ Ok(port_state_cstr(state).as_ptr()) })
 }
 
 fn port_state_cstr(state: u32) -> &'static std::ffi::CStr {
@@ -225,8 +216,5 @@ mod tests {
 /// created from it are freed; do not deallocate it. NULL for NULL.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_ib_pd_raw(ib: *const ibstack_ib) -> *mut std::os::raw::c_void {
-    ffi_boundary!("ibstack_ib_pd_raw", {
-        // SAFETY: ib is NULL or live.
-        Ok(unsafe { handle::borrow(ib, "ib") }?.inner.pd().raw())
-    })
+    ffi_boundary!({ Ok(handle::get(ib, "ib")?.pd().raw()) })
 }

@@ -3,12 +3,13 @@
 
 use crate::capi::ib::ibstack_ib;
 use crate::error::Error;
-use crate::ffi::handle::{self, from_opaque, opaque_ptr};
+use crate::ffi::handle::{self, Handle, Kind};
 use crate::ffi_boundary;
-use crate::ib::Ib;
-use crate::mem::{Chunk, MemStats, MemoryManager, VerbsRegistrar};
+use crate::mem::{Chunk, ChunkRef, MemStats, MemoryManager};
+use once_cell::sync::Lazy;
+use parking_lot::RwLock;
 use std::os::raw::{c_char, c_int, c_void};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 /// The registered memory pools of one device: a TX cluster of tx_queue_len
 /// chunks (one registration, made at creation) and an RX pool that registers
@@ -18,16 +19,46 @@ use std::sync::Arc;
 /// Thread safety: every function may be called from any thread concurrently;
 /// getting and returning chunks takes no process-wide lock.
 pub struct ibstack_mem_mgr {
-    pub(crate) inner: Arc<MemoryManager>,
-    _ib: Arc<Ib>,
+    _opaque: [u8; 0],
+}
+
+impl Handle for ibstack_mem_mgr {
+    type Target = MemoryManager;
+    const KIND: Kind = Kind::MemMgr;
 }
 
 /// One registered buffer of ms_async_rdma_buffer_size bytes with its read
 /// and write cursors. Borrowed from its pool: never freed by the caller, given
 /// back with ibstack_mem_mgr_return_tx / ibstack_mem_mgr_release_rx_chunk.
+/// A chunk pointer is checked against the live pools before use: one that is
+/// not a chunk of a pool still alive (foreign, or its pool was freed) is
+/// -EINVAL (0 / NULL / false for the queries). The ibstack_chunk_* functions
+/// take a shared (reader) lock of the pool list, never an exclusive one.
 /// Thread safety: only the holder of a chunk may use it.
 pub struct ibstack_chunk {
     _opaque: [u8; 0],
+}
+
+/// The pools of every mem_mgr created and not yet destroyed (a dispatcher
+/// keeps its pools alive after ibstack_mem_mgr_free): chunk pointers are
+/// looked up here.
+static POOLS: Lazy<RwLock<Vec<Weak<MemoryManager>>>> = Lazy::new(|| RwLock::new(Vec::new()));
+
+/// Run `f` on the chunk `c` names, with its pool kept alive for the call.
+fn with_chunk<R>(c: *const ibstack_chunk, f: impl FnOnce(&Chunk) -> crate::Result<R>) -> crate::Result<R> {
+    if c.is_null() {
+        return Err(Error::inval("chunk is NULL"));
+    }
+    let p = c.cast::<Chunk>();
+    let pool = POOLS.read().iter().filter_map(Weak::upgrade).find(|m| m.chunk_at(p).is_some());
+    match pool.as_deref().and_then(|m| m.chunk_at(p)) {
+        Some(chunk) => f(&chunk),
+        None => Err(Error::inval(format!("chunk ({c:p}) is not a chunk of a live ibstack_mem_mgr pool"))),
+    }
+}
+
+fn chunk_ptr(c: ChunkRef) -> *mut ibstack_chunk {
+    c.as_ptr().cast_mut().cast()
 }
 
 /// Creates the pools for `ib` with its configuration: registers the TX
@@ -37,14 +68,17 @@ pub struct ibstack_chunk {
 /// and the fixes; or the registration's errno.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_mem_mgr_new(ib: *const ibstack_ib, out: *mut *mut ibstack_mem_mgr) -> c_int {
-    ffi_boundary!("ibstack_mem_mgr_new", {
-        // SAFETY: ib is NULL or live.
-        let ib = unsafe { handle::borrow(ib, "ib") }?.inner.clone();
+    ffi_boundary!({
+        let ib = handle::get(ib, "ib")?;
         handle::check_out(out, "out")?;
-        let reg = Arc::new(VerbsRegistrar::new(ib.pd().clone()));
-        let inner = MemoryManager::new(ib.config(), ib.tx_queue_len(), reg)?;
-        // SAFETY: out checked non-NULL.
-        unsafe { handle::give(out, ibstack_mem_mgr { inner: Arc::new(inner), _ib: ib }) };
+        let mm = Arc::new(MemoryManager::on_pd(ib.config(), ib.tx_queue_len(), ib.pd().clone())?);
+        {
+            let mut pools = POOLS.write();
+            pools.retain(|w| w.strong_count() > 0);
+            pools.push(Arc::downgrade(&mm));
+        }
+        // SAFETY: out is non-NULL and valid for one pointer write (header contract).
+        unsafe { handle::write_out(out, "out", handle::new_handle(mm)) }?;
         Ok(0)
     })
 }
@@ -52,18 +86,16 @@ pub unsafe extern "C" fn ibstack_mem_mgr_new(ib: *const ibstack_ib, out: *mut *m
 /// Releases the caller's reference: the pools are deregistered and freed
 /// when no dispatcher uses them any more (an ibstack_dispatcher keeps them
 /// until it is freed). Chunks still handed out then become invalid.
-/// NULL is a no-op.
+/// NULL is a no-op; an invalid handle is ignored with a warning.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_mem_mgr_free(mm: *mut ibstack_mem_mgr) {
-    ffi_boundary!("ibstack_mem_mgr_free", {
-        // SAFETY: mm is NULL or came from ibstack_mem_mgr_new.
-        if let Some(m) = unsafe { mm.as_ref() } {
-            let s = m.inner.stats();
+    ffi_boundary!({
+        if let Some(m) = handle::take(mm, "mm")? {
+            let s = m.stats();
             if s.tx_in_use + s.rx_in_use > 0 {
-                log::warn!("ibstack_mem_mgr_free: {} TX and {} RX chunks were still handed out", s.tx_in_use, s.rx_in_use);
+                log::warn!("{}: {} TX and {} RX chunks were still handed out", crate::fn_name!(), s.tx_in_use, s.rx_in_use);
             }
         }
-        unsafe { handle::free(mm) };
         Ok(())
     })
 }
@@ -80,17 +112,17 @@ pub unsafe extern "C" fn ibstack_mem_mgr_get_tx_chunks(
     cap: usize,
     n_out: *mut usize,
 ) -> c_int {
-    ffi_boundary!("ibstack_mem_mgr_get_tx_chunks", {
-        // SAFETY: pointers are NULL or valid per the header.
-        let mm = unsafe { handle::borrow(mm, "mm") }?;
+    ffi_boundary!({
+        let mm = handle::get(mm, "mm")?;
         handle::check_out(n_out, "n_out")?;
-        if out.is_null() && cap > 0 {
-            return Err(Error::inval(format!("out is NULL but cap is {cap}")));
+        // SAFETY: out is NULL or holds cap entries, n_out is valid for a write (header contract).
+        unsafe {
+            let out = handle::items_out(out, cap, "out", "cap")?;
+            let n = mm.tx.get_each(bytes, cap, |i, c| {
+                out[i].write(chunk_ptr(c));
+            })?;
+            handle::write_out(n_out, "n_out", n)?;
         }
-        // SAFETY: out holds cap entries and get_each hands out indices below cap.
-        let n = mm.inner.tx.get_each(bytes, cap, |i, c| unsafe { *out.add(i) = opaque_ptr(&*c) })?;
-        // SAFETY: checked non-NULL.
-        unsafe { *n_out = n };
         Ok(0)
     })
 }
@@ -104,18 +136,13 @@ pub unsafe extern "C" fn ibstack_mem_mgr_return_tx(
     chunks: *const *mut ibstack_chunk,
     n: usize,
 ) -> c_int {
-    ffi_boundary!("ibstack_mem_mgr_return_tx", {
-        // SAFETY: pointers are NULL or valid per the header.
-        let mm = unsafe { handle::borrow(mm, "mm") }?;
-        if n == 0 {
-            return Ok(0);
+    ffi_boundary!({
+        let mm = handle::get(mm, "mm")?;
+        // SAFETY: chunks is NULL or holds n pointers (header contract).
+        let list = unsafe { handle::items(chunks, n, "chunks") }?;
+        if !list.is_empty() {
+            mm.tx.put_wr_ids(list.iter().map(|&p| chunk_id(p)))?;
         }
-        if chunks.is_null() {
-            return Err(Error::inval(format!("chunks is NULL but n is {n}")));
-        }
-        // SAFETY: chunks holds n pointers.
-        let list = unsafe { std::slice::from_raw_parts(chunks, n) };
-        mm.inner.tx.put_wr_ids(list.iter().map(|&p| chunk_id(p)))?;
         Ok(0)
     })
 }
@@ -123,19 +150,15 @@ pub unsafe extern "C" fn ibstack_mem_mgr_return_tx(
 /// Whether `ptr` lies in the registered TX data region (false for NULL mm).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_mem_mgr_is_tx_buffer(mm: *const ibstack_mem_mgr, ptr: *const c_void) -> bool {
-    ffi_boundary!("ibstack_mem_mgr_is_tx_buffer", {
-        // SAFETY: mm is NULL or live.
-        Ok(unsafe { handle::borrow(mm, "mm") }?.inner.tx.is_tx_buffer(ptr.cast()))
-    })
+    ffi_boundary!({ Ok(handle::get(mm, "mm")?.tx.is_tx_buffer(ptr.cast())) })
 }
 
 /// The TX chunk whose buffer contains `ptr`, or NULL outside the region.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_mem_mgr_tx_chunk_by_buffer(mm: *const ibstack_mem_mgr, ptr: *const c_void) -> *mut ibstack_chunk {
-    ffi_boundary!("ibstack_mem_mgr_tx_chunk_by_buffer", {
-        // SAFETY: mm is NULL or live.
-        let mm = unsafe { handle::borrow(mm, "mm") }?;
-        Ok(mm.inner.tx.chunk_by_buffer(ptr.cast()).map(|c| opaque_ptr(&*c)).unwrap_or(std::ptr::null_mut()))
+    ffi_boundary!({
+        let mm = handle::get(mm, "mm")?;
+        Ok(mm.tx.chunk_by_buffer(ptr.cast()).map(chunk_ptr).unwrap_or(std::ptr::null_mut()))
     })
 }
 
@@ -145,13 +168,12 @@ pub unsafe extern "C" fn ibstack_mem_mgr_tx_chunk_by_buffer(mm: *const ibstack_m
 /// registration returns its error and the pool stays usable.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_mem_mgr_get_rx_chunk(mm: *mut ibstack_mem_mgr, out: *mut *mut ibstack_chunk) -> c_int {
-    ffi_boundary!("ibstack_mem_mgr_get_rx_chunk", {
-        // SAFETY: pointers are NULL or valid per the header.
-        let mm = unsafe { handle::borrow(mm, "mm") }?;
+    ffi_boundary!({
+        let mm = handle::get(mm, "mm")?;
         handle::check_out(out, "out")?;
-        let c = mm.inner.rx.get()?;
-        // SAFETY: checked non-NULL.
-        unsafe { *out = opaque_ptr(&*c) };
+        let c = chunk_ptr(mm.rx.get()?);
+        // SAFETY: out is non-NULL and valid for one pointer write (header contract).
+        unsafe { handle::write_out(out, "out", c) }?;
         Ok(0)
     })
 }
@@ -160,13 +182,12 @@ pub unsafe extern "C" fn ibstack_mem_mgr_get_rx_chunk(mm: *mut ibstack_mem_mgr, 
 /// a pointer that is not an RX chunk of this pool, is -EINVAL.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_mem_mgr_release_rx_chunk(mm: *mut ibstack_mem_mgr, chunk: *mut ibstack_chunk) -> c_int {
-    ffi_boundary!("ibstack_mem_mgr_release_rx_chunk", {
-        // SAFETY: mm is NULL or live.
-        let mm = unsafe { handle::borrow(mm, "mm") }?;
+    ffi_boundary!({
+        let mm = handle::get(mm, "mm")?;
         if chunk.is_null() {
             return Err(Error::inval("chunk is NULL"));
         }
-        mm.inner.rx.release_wr_id(chunk_id(chunk))?;
+        mm.rx.release_wr_id(chunk_id(chunk))?;
         Ok(0)
     })
 }
@@ -174,11 +195,10 @@ pub unsafe extern "C" fn ibstack_mem_mgr_release_rx_chunk(mm: *mut ibstack_mem_m
 /// Fills `*out` with the pools' figures.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_mem_mgr_stats(mm: *const ibstack_mem_mgr, out: *mut MemStats) -> c_int {
-    ffi_boundary!("ibstack_mem_mgr_stats", {
-        // SAFETY: pointers are NULL or valid per the header.
-        let mm = unsafe { handle::borrow(mm, "mm") }?;
-        handle::check_out(out, "out")?;
-        unsafe { *out = mm.inner.stats() };
+    ffi_boundary!({
+        let stats = handle::get(mm, "mm")?.stats();
+        // SAFETY: out is NULL or valid for one write (header contract).
+        unsafe { handle::write_out(out, "out", stats) }?;
         Ok(0)
     })
 }
@@ -187,11 +207,10 @@ pub unsafe extern "C" fn ibstack_mem_mgr_stats(mm: *const ibstack_mem_mgr, out: 
 /// len - 1). Returns the full JSON length or -EINVAL.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_mem_mgr_stats_json(mm: *const ibstack_mem_mgr, buf: *mut c_char, len: usize) -> c_int {
-    ffi_boundary!("ibstack_mem_mgr_stats_json", {
-        // SAFETY: pointers are NULL or valid per the header.
-        let mm = unsafe { handle::borrow(mm, "mm") }?;
-        // SAFETY: buf is NULL or holds len bytes, per the header.
-        unsafe { handle::text_out(&mm.inner.stats().to_json(), buf, len) }
+    ffi_boundary!({
+        let json = handle::get(mm, "mm")?.stats().to_json();
+        // SAFETY: buf is NULL or holds len bytes (header contract).
+        unsafe { handle::text_out(&json, buf, len) }
     })
 }
 
@@ -200,68 +219,58 @@ pub unsafe extern "C" fn ibstack_mem_mgr_stats_json(mm: *const ibstack_mem_mgr, 
 /// take it. Nothing is dereferenced here; the pools check the address
 /// against their header arrays first.
 pub(crate) fn chunk_id<T>(c: *const T) -> u64 {
-    from_opaque::<_, Chunk>(c) as usize as u64
-}
-
-/// Borrow a chunk argument (NULL → -EINVAL / 0).
-///
-/// # Safety
-/// `c` must be NULL or a chunk handed out by a live pool.
-pub(crate) unsafe fn chunk<'a>(c: *const ibstack_chunk) -> crate::Result<&'a Chunk> {
-    // SAFETY: forwarded from the caller.
-    unsafe { handle::borrow(from_opaque::<_, Chunk>(c), "chunk") }
+    c as usize as u64
 }
 
 /// Capacity in bytes (0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_capacity(c: *const ibstack_chunk) -> u32 {
-    ffi_boundary!("ibstack_chunk_capacity", { Ok(unsafe { chunk(c) }?.capacity()) })
+    ffi_boundary!({ with_chunk(c, |c| Ok(c.capacity())) })
 }
 
 /// Start of the chunk's registered buffer (NULL for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_buffer(c: *const ibstack_chunk) -> *mut c_void {
-    ffi_boundary!("ibstack_chunk_buffer", { Ok(unsafe { chunk(c) }?.buffer().cast()) })
+    ffi_boundary!({ with_chunk(c, |c| Ok(c.buffer().cast())) })
 }
 
 /// lkey of the registration holding the buffer (0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_lkey(c: *const ibstack_chunk) -> u32 {
-    ffi_boundary!("ibstack_chunk_lkey", { Ok(unsafe { chunk(c) }?.lkey()) })
+    ffi_boundary!({ with_chunk(c, |c| Ok(c.lkey())) })
 }
 
 /// TX: bytes written so far (the send length); RX: the read cursor.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_offset(c: *const ibstack_chunk) -> u32 {
-    ffi_boundary!("ibstack_chunk_offset", { Ok(unsafe { chunk(c) }?.offset()) })
+    ffi_boundary!({ with_chunk(c, |c| Ok(c.offset())) })
 }
 
 /// RX: valid payload length; TX: the capacity.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_bound(c: *const ibstack_chunk) -> u32 {
-    ffi_boundary!("ibstack_chunk_bound", { Ok(unsafe { chunk(c) }?.bound()) })
+    ffi_boundary!({ with_chunk(c, |c| Ok(c.bound())) })
 }
 
 /// Bytes still unread: bound - offset.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_size(c: *const ibstack_chunk) -> u32 {
-    ffi_boundary!("ibstack_chunk_size", { Ok(unsafe { chunk(c) }?.size()) })
+    ffi_boundary!({ with_chunk(c, |c| Ok(c.size())) })
 }
 
 /// Whether the write cursor reached the capacity (false for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_full(c: *const ibstack_chunk) -> bool {
-    ffi_boundary!("ibstack_chunk_full", { Ok(unsafe { chunk(c) }?.full()) })
+    ffi_boundary!({ with_chunk(c, |c| Ok(c.full())) })
 }
 
 /// Copies min(size, len) unread bytes to `dst` and advances the read cursor.
 /// Returns the count (0 for NULL arguments).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_read(c: *mut ibstack_chunk, dst: *mut c_void, len: usize) -> usize {
-    ffi_boundary!("ibstack_chunk_read", {
-        let c = unsafe { chunk(c) }?;
-        let dst = unsafe { handle::bytes_out(dst.cast(), len, "dst") }?;
-        Ok(unsafe { c.read(dst) })
+    ffi_boundary!({
+        // SAFETY: dst is NULL or holds len bytes; the caller holds the chunk (header contract).
+        with_chunk(c, |c| unsafe { Ok(c.read(handle::bytes_out(dst.cast(), len, "dst")?)) })
     })
 }
 
@@ -269,57 +278,63 @@ pub unsafe extern "C" fn ibstack_chunk_read(c: *mut ibstack_chunk, dst: *mut c_v
 /// and advances it. Returns the count (0 for NULL arguments).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_write(c: *mut ibstack_chunk, src: *const c_void, len: usize) -> usize {
-    ffi_boundary!("ibstack_chunk_write", {
-        let c = unsafe { chunk(c) }?;
-        let src = unsafe { handle::bytes_arg(src.cast(), len, "src") }?;
-        Ok(unsafe { c.write(src) })
+    ffi_boundary!({
+        // SAFETY: src is NULL or holds len bytes; the caller holds the chunk (header contract).
+        with_chunk(c, |c| unsafe { Ok(c.write(handle::bytes_arg(src.cast(), len, "src")?)) })
     })
 }
 
 /// RX: a completion delivered `n` bytes: offset 0, bound n (capped at the capacity).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_prepare_read(c: *mut ibstack_chunk, n: u32) -> c_int {
-    ffi_boundary!("ibstack_chunk_prepare_read", {
-        let c = unsafe { chunk(c) }?;
-        if n > c.capacity() {
-            return Err(Error::inval(format!("{n} bytes do not fit a chunk of {}", c.capacity())));
-        }
-        c.prepare_read(n);
-        Ok(0)
+    ffi_boundary!({
+        with_chunk(c, |c| {
+            if n > c.capacity() {
+                return Err(Error::inval(format!("{n} bytes do not fit a chunk of {}", c.capacity())));
+            }
+            c.prepare_read(n);
+            Ok(0)
+        })
     })
 }
 
 /// offset 0, bound 0.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_reset_read(c: *mut ibstack_chunk) -> c_int {
-    ffi_boundary!("ibstack_chunk_reset_read", {
-        unsafe { chunk(c) }?.reset_read();
-        Ok(0)
+    ffi_boundary!({
+        with_chunk(c, |c| {
+            c.reset_read();
+            Ok(0)
+        })
     })
 }
 
 /// offset 0, bound = capacity.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_reset_write(c: *mut ibstack_chunk) -> c_int {
-    ffi_boundary!("ibstack_chunk_reset_write", {
-        unsafe { chunk(c) }?.reset_write();
-        Ok(0)
+    ffi_boundary!({
+        with_chunk(c, |c| {
+            c.reset_write();
+            Ok(0)
+        })
     })
 }
 
 /// Tags the chunk with the QP number whose receive queue holds it (0 clears).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_set_qp(c: *mut ibstack_chunk, qp_num: u32) -> c_int {
-    ffi_boundary!("ibstack_chunk_set_qp", {
-        unsafe { chunk(c) }?.set_qp(qp_num);
-        Ok(0)
+    ffi_boundary!({
+        with_chunk(c, |c| {
+            c.set_qp(qp_num);
+            Ok(0)
+        })
     })
 }
 
 /// The owning QP number (0 = none or NULL).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_chunk_qp(c: *const ibstack_chunk) -> u32 {
-    ffi_boundary!("ibstack_chunk_qp", { Ok(unsafe { chunk(c) }?.qp()) })
+    ffi_boundary!({ with_chunk(c, |c| Ok(c.qp())) })
 }
 
 #[cfg(test)]

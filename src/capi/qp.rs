@@ -1,17 +1,16 @@
 //! `ibstack_qp`: an RC queue pair on a dispatcher's CQs — state machine,
 //! the cm_meta handshake on a caller's TCP fd, sends, and retirement.
 
-use crate::capi::cq::static_cstr;
 use crate::capi::dispatcher::ibstack_dispatcher;
-use crate::capi::mem::{chunk_id, ibstack_chunk};
+use crate::capi::mem::ibstack_chunk;
 use crate::dispatcher::Dispatcher;
 use crate::error::Error;
-use crate::ffi::handle;
+use crate::ffi::handle::{self, Handle, Kind};
 use crate::ffi_boundary;
 use crate::handshake::{CmMeta, RECORD_LEN};
-use crate::qp::{Handshake, Progress, QueuePair, Role};
+use crate::mem::Chunk;
+use crate::qp::{HandshakeSlot, Progress, QueuePair, Role};
 use crate::verbs::QpState;
-use parking_lot::Mutex;
 use std::os::raw::{c_char, c_int};
 use std::sync::Arc;
 
@@ -21,9 +20,19 @@ use std::sync::Arc;
 /// Thread safety: sends and queries may come from any thread; drive one
 /// handshake from one thread at a time.
 pub struct ibstack_qp {
-    pub(crate) qp: Arc<QueuePair>,
+    _opaque: [u8; 0],
+}
+
+/// What an ibstack_qp handle holds.
+pub struct QpHandle {
+    qp: Arc<QueuePair>,
     disp: Arc<Dispatcher>,
-    hs: Mutex<Option<Handshake>>,
+    hs: HandshakeSlot,
+}
+
+impl Handle for ibstack_qp {
+    type Target = QpHandle;
+    const KIND: Kind = Kind::Qp;
 }
 
 /// Which side of the cm_meta handshake this QP plays.
@@ -65,9 +74,8 @@ impl From<ibstack_cm_meta> for CmMeta {
     }
 }
 
-unsafe fn qp_ref<'a>(qp: *const ibstack_qp) -> crate::Result<&'a ibstack_qp> {
-    // SAFETY: forwarded from the caller.
-    unsafe { handle::borrow(qp, "qp") }
+fn qp_ref(qp: *const ibstack_qp) -> crate::Result<Arc<QpHandle>> {
+    handle::get(qp, "qp")
 }
 
 /// Creates an RC QP (SQ = tx_queue_len + 2 entries: data, close SEND,
@@ -77,30 +85,25 @@ unsafe fn qp_ref<'a>(qp: *const ibstack_qp) -> crate::Result<&'a ibstack_qp> {
 /// receive buffer is available (no SRQ).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_new(d: *const ibstack_dispatcher, out: *mut *mut ibstack_qp) -> c_int {
-    ffi_boundary!("ibstack_qp_new", {
-        // SAFETY: NULL or live.
-        let d = unsafe { handle::borrow(d, "dispatcher") }?.inner.clone();
-        handle::check_out(out, "out")?;
-        let qp = d.create_qp()?;
-        // SAFETY: out checked.
-        unsafe { handle::give(out, ibstack_qp { qp, disp: d, hs: Mutex::new(None) }) };
-        Ok(0)
+    ffi_boundary!({
+        let disp = handle::get(d, "dispatcher")?.disp.clone();
+        // SAFETY: out is NULL or valid for one pointer write (header contract).
+        unsafe { handle::give(out, || Ok(QpHandle { qp: disp.create_qp()?, disp, hs: HandshakeSlot::default() })) }
     })
 }
 
 /// Retires the QP (as ibstack_qp_to_dead; a failure is logged) and releases
 /// the handle. The dispatcher destroys the verbs QP once its drain is
-/// complete, during ibstack_dispatcher_poll. NULL is a no-op.
+/// complete, during ibstack_dispatcher_poll. NULL is a no-op; an invalid
+/// handle is ignored with a warning.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_free(qp: *mut ibstack_qp) {
-    ffi_boundary!("ibstack_qp_free", {
-        // SAFETY: NULL or from ibstack_qp_new.
-        if let Some(q) = unsafe { qp.as_ref() } {
+    ffi_boundary!({
+        if let Some(q) = handle::take(qp, "qp")? {
             if let Err(e) = q.disp.to_dead(&q.qp) {
-                log::warn!("ibstack_qp_free: {e}");
+                log::warn!("{}: {e}", crate::fn_name!());
             }
         }
-        unsafe { handle::free(qp) };
         Ok(())
     })
 }
@@ -109,8 +112,8 @@ pub unsafe extern "C" fn ibstack_qp_free(qp: *mut ibstack_qp) {
 /// state) unless the QP is in RESET.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_to_init(qp: *const ibstack_qp) -> c_int {
-    ffi_boundary!("ibstack_qp_to_init", {
-        unsafe { qp_ref(qp) }?.qp.to_init()?;
+    ffi_boundary!({
+        qp_ref(qp)?.qp.to_init()?;
         Ok(0)
     })
 }
@@ -124,9 +127,10 @@ pub unsafe extern "C" fn ibstack_qp_to_init(qp: *const ibstack_qp) -> c_int {
 /// return value with the attributes tried and the likely causes.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_to_rtr(qp: *const ibstack_qp, peer: *const ibstack_cm_meta) -> c_int {
-    ffi_boundary!("ibstack_qp_to_rtr", {
-        let q = unsafe { qp_ref(qp) }?;
-        let peer = unsafe { handle::borrow(peer, "peer") }?;
+    ffi_boundary!({
+        let q = qp_ref(qp)?;
+        // SAFETY: peer is NULL or points to a record (header contract).
+        let peer = unsafe { peer.as_ref() }.ok_or_else(|| Error::inval("peer is NULL"))?;
         q.qp.to_rtr(&CmMeta::from(*peer))?;
         Ok(0)
     })
@@ -135,8 +139,8 @@ pub unsafe extern "C" fn ibstack_qp_to_rtr(qp: *const ibstack_qp, peer: *const i
 /// RTR→RTS: timeout 0x12, retry_cnt 7, rnr_retry 7, sq_psn = initial PSN.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_to_rts(qp: *const ibstack_qp) -> c_int {
-    ffi_boundary!("ibstack_qp_to_rts", {
-        unsafe { qp_ref(qp) }?.qp.to_rts()?;
+    ffi_boundary!({
+        qp_ref(qp)?.qp.to_rts()?;
         Ok(0)
     })
 }
@@ -145,8 +149,8 @@ pub unsafe extern "C" fn ibstack_qp_to_rts(qp: *const ibstack_qp) -> c_int {
 /// The QP stays registered; use ibstack_qp_to_dead to retire it.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_to_error(qp: *const ibstack_qp) -> c_int {
-    ffi_boundary!("ibstack_qp_to_error", {
-        unsafe { qp_ref(qp) }?.qp.to_error()?;
+    ffi_boundary!({
+        qp_ref(qp)?.qp.to_error()?;
         Ok(0)
     })
 }
@@ -158,8 +162,8 @@ pub unsafe extern "C" fn ibstack_qp_to_error(qp: *const ibstack_qp) -> c_int {
 /// carry the verbs return value (never a stale errno); the QP is retired anyway.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_to_dead(qp: *const ibstack_qp) -> c_int {
-    ffi_boundary!("ibstack_qp_to_dead", {
-        let q = unsafe { qp_ref(qp) }?;
+    ffi_boundary!({
+        let q = qp_ref(qp)?;
         q.disp.to_dead(&q.qp)?;
         Ok(0)
     })
@@ -169,35 +173,36 @@ pub unsafe extern "C" fn ibstack_qp_to_dead(qp: *const ibstack_qp) -> c_int {
 /// 2 RTR, 3 RTS, 6 ERR) or -errno (-ENOTCONN once destroyed).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_state(qp: *const ibstack_qp) -> c_int {
-    ffi_boundary!("ibstack_qp_state", { Ok(unsafe { qp_ref(qp) }?.qp.query_state()?.raw() as c_int) })
+    ffi_boundary!({ Ok(qp_ref(qp)?.qp.query_state()?.raw() as c_int) })
 }
 
 /// "RESET", "INIT", "RTR", "RTS", "SQD", "SQE", "ERR", or "UNKNOWN". Static string.
 #[no_mangle]
 pub extern "C" fn ibstack_qp_state_str(state: c_int) -> *const c_char {
-    ffi_boundary!("ibstack_qp_state_str", { Ok(static_cstr(QpState::from_raw(state.max(0) as u32).name())) })
+    ffi_boundary!({ Ok(handle::static_cstr(QpState::from_raw(state.max(0) as u32).name())) })
 }
 
 /// Local QP number (0 for NULL).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_num(qp: *const ibstack_qp) -> u32 {
-    ffi_boundary!("ibstack_qp_num", { Ok(unsafe { qp_ref(qp) }?.qp.qp_num()) })
+    ffi_boundary!({ Ok(qp_ref(qp)?.qp.qp_num()) })
 }
 
 /// The initial (send) PSN advertised in this QP's record.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_initial_psn(qp: *const ibstack_qp) -> u32 {
-    ffi_boundary!("ibstack_qp_initial_psn", { Ok(unsafe { qp_ref(qp) }?.qp.initial_psn()) })
+    ffi_boundary!({ Ok(qp_ref(qp)?.qp.initial_psn()) })
 }
 
 /// The peer's QP number as programmed into the device (0 before RTR).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_remote_num(qp: *const ibstack_qp, out: *mut u32) -> c_int {
-    ffi_boundary!("ibstack_qp_remote_num", {
-        let q = unsafe { qp_ref(qp) }?;
+    ffi_boundary!({
+        let q = qp_ref(qp)?;
         handle::check_out(out, "out")?;
-        // SAFETY: out checked.
-        unsafe { *out = q.qp.remote_qp_num()? };
+        let n = q.qp.remote_qp_num()?;
+        // SAFETY: out is non-NULL and valid for one write (header contract).
+        unsafe { handle::write_out(out, "out", n) }?;
         Ok(0)
     })
 }
@@ -205,11 +210,10 @@ pub unsafe extern "C" fn ibstack_qp_remote_num(qp: *const ibstack_qp, out: *mut 
 /// This QP's own record (peer_qpn 0).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_local_meta(qp: *const ibstack_qp, out: *mut ibstack_cm_meta) -> c_int {
-    ffi_boundary!("ibstack_qp_local_meta", {
-        let q = unsafe { qp_ref(qp) }?;
-        handle::check_out(out, "out")?;
-        // SAFETY: out checked.
-        unsafe { *out = q.qp.local_meta().into() };
+    ffi_boundary!({
+        let meta = qp_ref(qp)?.qp.local_meta().into();
+        // SAFETY: out is NULL or valid for one write (header contract).
+        unsafe { handle::write_out(out, "out", meta) }?;
         Ok(0)
     })
 }
@@ -217,22 +221,14 @@ pub unsafe extern "C" fn ibstack_qp_local_meta(qp: *const ibstack_qp, out: *mut 
 /// The peer's record the QP was moved to RTR with; -ENOTCONN before that.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_peer_meta(qp: *const ibstack_qp, out: *mut ibstack_cm_meta) -> c_int {
-    ffi_boundary!("ibstack_qp_peer_meta", {
-        let q = unsafe { qp_ref(qp) }?;
+    ffi_boundary!({
+        let q = qp_ref(qp)?;
         handle::check_out(out, "out")?;
         let m = q.qp.peer_meta().ok_or_else(|| Error::new(libc::ENOTCONN, format!("QP {} has no peer yet", q.qp.qp_num())))?;
-        // SAFETY: out checked.
-        unsafe { *out = m.into() };
+        // SAFETY: out is non-NULL and valid for one write (header contract).
+        unsafe { handle::write_out(out, "out", m.into()) }?;
         Ok(0)
     })
-}
-
-fn role_of(role: u32) -> crate::Result<Role> {
-    match role {
-        0 => Ok(Role::Connector),
-        1 => Ok(Role::Acceptor),
-        r => Err(Error::inval(format!("role {r} is neither IBSTACK_ROLE_CONNECTOR (0) nor IBSTACK_ROLE_ACCEPTOR (1)"))),
-    }
 }
 
 /// Advances the cm_meta handshake on the connected TCP socket `fd` without
@@ -244,15 +240,9 @@ fn role_of(role: u32) -> crate::Result<Role> {
 /// from RTR validation. The first call fixes the role; errors are final.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_handshake_step(qp: *const ibstack_qp, fd: c_int, role: u32) -> c_int {
-    ffi_boundary!("ibstack_qp_handshake_step", {
-        let q = unsafe { qp_ref(qp) }?;
-        let role = role_of(role)?;
-        let mut hs = q.hs.lock();
-        let h = hs.get_or_insert_with(|| Handshake::new(role, &q.qp));
-        if h.role() != role {
-            return Err(Error::inval(format!("the handshake of QP {} was started as {:?}", q.qp.qp_num(), h.role())));
-        }
-        Ok(match h.step(&q.qp, fd)? {
+    ffi_boundary!({
+        let q = qp_ref(qp)?;
+        Ok(match q.hs.step(&q.qp, fd, Role::from_raw(role)?)? {
             Progress::Done => 1,
             _ => 0,
         })
@@ -263,8 +253,8 @@ pub unsafe extern "C" fn ibstack_qp_handshake_step(qp: *const ibstack_qp, fd: c_
 /// POLLOUT), 0 when none is pending.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_handshake_events(qp: *const ibstack_qp) -> c_int {
-    ffi_boundary!("ibstack_qp_handshake_events", {
-        Ok(unsafe { qp_ref(qp) }?.hs.lock().as_ref().map_or(0, |h| h.wants() as c_int))
+    ffi_boundary!({
+        Ok(qp_ref(qp)?.hs.wants() as c_int)
     })
 }
 
@@ -273,12 +263,9 @@ pub unsafe extern "C" fn ibstack_qp_handshake_events(qp: *const ibstack_qp) -> c
 /// ibstack_qp_handshake_step. Returns 0 when connected.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_handshake(qp: *const ibstack_qp, fd: c_int, role: u32, timeout_ms: c_int) -> c_int {
-    ffi_boundary!("ibstack_qp_handshake", {
-        let q = unsafe { qp_ref(qp) }?;
-        let role = role_of(role)?;
-        let mut hs = q.hs.lock();
-        let h = hs.get_or_insert_with(|| Handshake::new(role, &q.qp));
-        h.run(&q.qp, fd, timeout_ms)?;
+    ffi_boundary!({
+        let q = qp_ref(qp)?;
+        q.hs.run(&q.qp, fd, Role::from_raw(role)?, timeout_ms)?;
         Ok(0)
     })
 }
@@ -297,33 +284,19 @@ pub unsafe extern "C" fn ibstack_qp_post_send(
     n: usize,
     posted: *mut usize,
 ) -> c_int {
-    ffi_boundary!("ibstack_qp_post_send", {
-        let q = unsafe { qp_ref(qp) }?;
-        if !posted.is_null() {
-            // SAFETY: non-NULL out-pointer from the caller.
-            unsafe { *posted = 0 };
-        }
-        if n == 0 {
-            return Ok(0);
-        }
-        if chunks.is_null() {
-            return Err(Error::inval(format!("chunks is NULL but n is {n}")));
-        }
-        // SAFETY: the caller provides n entries.
-        let list = unsafe { std::slice::from_raw_parts(chunks, n) };
-        let tx = &q.disp.mem().tx;
-        for (i, &p) in list.iter().enumerate() {
-            if !tx.from_wr_id(chunk_id(p)).is_some_and(|c| c.is_in_use()) {
-                return Err(Error::inval(format!("chunks[{i}] ({p:p}) is not a TX chunk handed out by the pool")));
+    ffi_boundary!({
+        let q = qp_ref(qp)?;
+        // SAFETY: posted is NULL or valid for one write; chunks is NULL or holds n pointers (header contract).
+        unsafe {
+            handle::write_opt(posted, 0);
+            let list = handle::items(chunks.cast::<*const Chunk>(), n, "chunks")?;
+            if list.is_empty() {
+                return Ok(0);
             }
+            let r = q.qp.post_chunks(q.disp.mem().tx_in_use(list)?);
+            handle::write_opt(posted, r.as_ref().map_or_else(|e| e.posted, |_| n));
+            r.map_err(|pe| pe.err)?;
         }
-        let r = q.qp.post_chunks(list.iter().map(|&p| tx.from_wr_id(chunk_id(p)).expect("checked above")));
-        let done = r.as_ref().map_or_else(|e| e.posted, |_| n);
-        if !posted.is_null() {
-            // SAFETY: as above.
-            unsafe { *posted = done };
-        }
-        r.map_err(|pe| pe.err)?;
         Ok(0)
     })
 }
@@ -332,8 +305,8 @@ pub unsafe extern "C" fn ibstack_qp_post_send(
 /// bytes). Once per QP; later calls return 0. Errors as ibstack_qp_post_send.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_post_fin(qp: *const ibstack_qp) -> c_int {
-    ffi_boundary!("ibstack_qp_post_fin", {
-        unsafe { qp_ref(qp) }?.qp.post_fin()?;
+    ffi_boundary!({
+        qp_ref(qp)?.qp.post_fin()?;
         Ok(0)
     })
 }
@@ -342,9 +315,9 @@ pub unsafe extern "C" fn ibstack_qp_post_fin(qp: *const ibstack_qp) -> c_int {
 /// convention of ibstack_last_error_message; 0 and "" when it is healthy.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_fault_message(qp: *const ibstack_qp, buf: *mut c_char, len: usize) -> c_int {
-    ffi_boundary!("ibstack_qp_fault_message", {
-        let q = unsafe { qp_ref(qp) }?;
-        let text = q.qp.fault().map(|e| e.to_string()).unwrap_or_default();
+    ffi_boundary!({
+        let text = qp_ref(qp)?.qp.fault().map(|e| e.to_string()).unwrap_or_default();
+        // SAFETY: buf is NULL or holds len bytes (header contract).
         unsafe { handle::text_out(&text, buf, len) }
     })
 }
@@ -352,16 +325,18 @@ pub unsafe extern "C" fn ibstack_qp_fault_message(qp: *const ibstack_qp, buf: *m
 /// Signaled sends (data and close) posted and not yet completed.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_tx_outstanding(qp: *const ibstack_qp) -> u32 {
-    ffi_boundary!("ibstack_qp_tx_outstanding", { Ok(unsafe { qp_ref(qp) }?.qp.tx_outstanding()) })
+    ffi_boundary!({ Ok(qp_ref(qp)?.qp.tx_outstanding()) })
 }
 
 /// Encodes `meta` as the 65-byte wire record (NUL included) into `buf`,
 /// which must hold 65 bytes.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_cm_meta_encode(meta: *const ibstack_cm_meta, buf: *mut c_char, len: usize) -> c_int {
-    ffi_boundary!("ibstack_cm_meta_encode", {
-        let m = unsafe { handle::borrow(meta, "meta") }?;
-        let out = unsafe { handle::bytes_out(buf.cast(), len, "buf") }?;
+    ffi_boundary!({
+        // SAFETY: meta is NULL or points to a record; buf is NULL or holds len bytes (header contract).
+        let (m, out) = unsafe {
+            (meta.as_ref().ok_or_else(|| Error::inval("meta is NULL"))?, handle::bytes_out(buf.cast(), len, "buf")?)
+        };
         if out.len() < RECORD_LEN {
             return Err(Error::inval(format!("buf holds {len} bytes; a record needs {RECORD_LEN}")));
         }
@@ -375,12 +350,29 @@ pub unsafe extern "C" fn ibstack_cm_meta_encode(meta: *const ibstack_cm_meta, bu
 /// showing the bytes escaped.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_cm_meta_decode(buf: *const c_char, len: usize, out: *mut ibstack_cm_meta) -> c_int {
-    ffi_boundary!("ibstack_cm_meta_decode", {
-        let b = unsafe { handle::bytes_arg(buf.cast(), len, "buf") }?;
-        handle::check_out(out, "out")?;
-        let m = CmMeta::decode(b)?;
-        // SAFETY: out checked.
-        unsafe { *out = m.into() };
+    ffi_boundary!({
+        // SAFETY: buf is NULL or holds len bytes; out is NULL or valid for one write (header contract).
+        unsafe {
+            let b = handle::bytes_arg(buf.cast(), len, "buf")?;
+            handle::check_out(out, "out")?;
+            handle::write_out(out, "out", CmMeta::decode(b)?.into())?;
+        }
         Ok(0)
+    })
+}
+
+// In this file rather than dispatcher.rs: it takes a qp handle, and qp.rs
+// already depends on dispatcher.rs (never the other way).
+/// Posts up to `n` receive buffers from the RX pool: to the SRQ, or (no SRQ)
+/// to `qp`'s receive queue (`qp` is ignored with an SRQ and may be NULL).
+/// Returns how many were posted (fewer, possibly 0, when the RX pool is at its
+/// limit) or -errno: the provider's return value when the post failed (the
+/// refused buffers went back to the pool).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_dispatcher_post_rx(d: *const ibstack_dispatcher, n: u32, qp: *const ibstack_qp) -> c_int {
+    ffi_boundary!({
+        let d = handle::get(d, "dispatcher")?;
+        let qp = handle::get_opt(qp, "qp")?;
+        Ok(d.disp.post_rx(n, qp.as_deref().map(|q| &*q.qp))?.min(c_int::MAX as usize) as c_int)
     })
 }

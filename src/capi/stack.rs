@@ -2,7 +2,7 @@
 //! connections (RDMAStack, RDMAServerSocketImpl, RDMAConnectedSocketImpl).
 
 use crate::capi::config::ibstack_config;
-use crate::ffi::handle;
+use crate::ffi::handle::{self, Handle, Kind};
 use crate::ffi_boundary;
 use crate::mem::MemStats;
 use crate::stack::conn::Conn;
@@ -21,14 +21,24 @@ use std::sync::Arc;
 /// and free every listener first (one that outlives the stack keeps it alive).
 /// Thread safety: all functions may be called from any thread.
 pub struct ibstack_stack {
-    inner: Stack,
+    _opaque: [u8; 0],
+}
+
+impl Handle for ibstack_stack {
+    type Target = Stack;
+    const KIND: Kind = Kind::Stack;
 }
 
 /// A TCP listening socket whose connections become RDMA connections.
 /// Ownership: ibstack_listen / ibstack_listener_free.
 /// Thread safety: accept from one thread at a time.
 pub struct ibstack_listener {
-    inner: Listener,
+    _opaque: [u8; 0],
+}
+
+impl Handle for ibstack_listener {
+    type Target = Listener;
+    const KIND: Kind = Kind::Listener;
 }
 
 /// One RDMA stream connection: an RC queue pair plus the TCP socket of its
@@ -36,7 +46,12 @@ pub struct ibstack_listener {
 /// ibstack_conn_close. Thread safety: send, recv and the queries may be
 /// called from different threads; do not call close concurrently with them.
 pub struct ibstack_conn {
-    inner: Arc<Conn>,
+    _opaque: [u8; 0],
+}
+
+impl Handle for ibstack_conn {
+    type Target = Conn;
+    const KIND: Kind = Kind::Conn;
 }
 
 /// Opens the device named by `cfg` (as ibstack_ib_new), registers the pools
@@ -44,31 +59,25 @@ pub struct ibstack_conn {
 /// ibstack_dispatcher_new) and starts the poller. Caller owns `*out`.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_new(cfg: *const ibstack_config, out: *mut *mut ibstack_stack) -> c_int {
-    ffi_boundary!("ibstack_stack_new", {
-        // SAFETY: NULL or live.
-        let cfg = unsafe { handle::borrow(cfg, "cfg") }?;
-        handle::check_out(out, "out")?;
-        let inner = Stack::new(&cfg.inner)?;
-        // SAFETY: out checked.
-        unsafe { handle::give(out, ibstack_stack { inner }) };
-        Ok(0)
+    ffi_boundary!({
+        let cfg = handle::get(cfg, "cfg")?;
+        // SAFETY: out is NULL or valid for one pointer write (header contract).
+        unsafe { handle::give(out, || Stack::new(&cfg.read())) }
     })
 }
 
 /// Stops the poller, retires every remaining connection (at most 2 s of
-/// drain) and frees everything. NULL is a no-op.
+/// drain) and frees everything. NULL is a no-op; an invalid handle is
+/// ignored with a warning.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_free(stack: *mut ibstack_stack) {
-    ffi_boundary!("ibstack_stack_free", {
-        // SAFETY: NULL or from ibstack_stack_new.
-        unsafe { handle::free(stack) };
-        Ok(())
+    ffi_boundary!({
+        handle::take(stack, "stack").map(drop)
     })
 }
 
-unsafe fn stack_ref<'a>(s: *const ibstack_stack) -> crate::Result<&'a ibstack_stack> {
-    // SAFETY: forwarded.
-    unsafe { handle::borrow(s, "stack") }
+fn stack_ref(s: *const ibstack_stack) -> crate::Result<Arc<Stack>> {
+    handle::get(s, "stack")
 }
 
 /// With ibstack_stack_thread = false: an epoll fd that becomes readable when
@@ -76,7 +85,7 @@ unsafe fn stack_ref<'a>(s: *const ibstack_stack) -> crate::Result<&'a ibstack_st
 /// With the thread it exists too but belongs to the thread: do not wait on it.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_fd(stack: *const ibstack_stack) -> c_int {
-    ffi_boundary!("ibstack_stack_fd", { Ok(unsafe { stack_ref(stack) }?.inner.fd()) })
+    ffi_boundary!({ Ok(stack_ref(stack)?.fd()) })
 }
 
 /// With ibstack_stack_thread = false: runs the polling loop until idle (CQs,
@@ -86,35 +95,36 @@ pub unsafe extern "C" fn ibstack_stack_fd(stack: *const ibstack_stack) -> c_int 
 /// and the caller may sleep on it. -EINVAL when the stack has its own thread.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_poll(stack: *mut ibstack_stack) -> c_int {
-    ffi_boundary!("ibstack_stack_poll", { Ok(unsafe { stack_ref(stack) }?.inner.poll()? as c_int) })
+    ffi_boundary!({ Ok(stack_ref(stack)?.poll()? as c_int) })
 }
 
 /// Counters as JSON (see ibstack_dispatcher_counters_json).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_counters_json(stack: *const ibstack_stack, buf: *mut c_char, len: usize) -> c_int {
-    ffi_boundary!("ibstack_stack_counters_json", {
-        let s = unsafe { stack_ref(stack) }?;
-        unsafe { handle::text_out(&s.inner.dispatcher().counters().to_json(), buf, len) }
+    ffi_boundary!({
+        let json = stack_ref(stack)?.dispatcher().counters().to_json();
+        // SAFETY: buf is NULL or holds len bytes (header contract).
+        unsafe { handle::text_out(&json, buf, len) }
     })
 }
 
 /// QP history as JSON (see ibstack_qp_history_json).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_history_json(stack: *const ibstack_stack, buf: *mut c_char, len: usize) -> c_int {
-    ffi_boundary!("ibstack_stack_history_json", {
-        let s = unsafe { stack_ref(stack) }?;
-        unsafe { handle::text_out(&s.inner.dispatcher().history_json(), buf, len) }
+    ffi_boundary!({
+        let json = stack_ref(stack)?.dispatcher().history_json();
+        // SAFETY: buf is NULL or holds len bytes (header contract).
+        unsafe { handle::text_out(&json, buf, len) }
     })
 }
 
 /// The stack's pool figures (see ibstack_mem_mgr_stats).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_mem_stats(stack: *const ibstack_stack, out: *mut MemStats) -> c_int {
-    ffi_boundary!("ibstack_stack_mem_stats", {
-        let s = unsafe { stack_ref(stack) }?;
-        handle::check_out(out, "out")?;
-        // SAFETY: out checked.
-        unsafe { *out = s.inner.dispatcher().mem().stats() };
+    ffi_boundary!({
+        let stats = stack_ref(stack)?.dispatcher().mem().stats();
+        // SAFETY: out is NULL or valid for one write (header contract).
+        unsafe { handle::write_out(out, "out", stats) }?;
         Ok(0)
     })
 }
@@ -122,41 +132,40 @@ pub unsafe extern "C" fn ibstack_stack_mem_stats(stack: *const ibstack_stack, ou
 /// Connections not fully torn down (closing ones included).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_conn_count(stack: *const ibstack_stack) -> c_int {
-    ffi_boundary!("ibstack_stack_conn_count", { Ok(unsafe { stack_ref(stack) }?.inner.conn_count() as c_int) })
+    ffi_boundary!({ Ok(stack_ref(stack)?.conn_count() as c_int) })
 }
 
 /// QPs not yet destroyed (connections' QPs still draining included).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_qp_count(stack: *const ibstack_stack) -> c_int {
-    ffi_boundary!("ibstack_stack_qp_count", { Ok(unsafe { stack_ref(stack) }?.inner.dispatcher().qp_count() as c_int) })
+    ffi_boundary!({ Ok(stack_ref(stack)?.dispatcher().qp_count() as c_int) })
 }
 
 /// Listens on `ip` (IPv4 or IPv6 literal) and `port` (0 = ephemeral, see
 /// ibstack_listener_port) with backlog ms_tcp_listen_backlog.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_listen(stack: *mut ibstack_stack, ip: *const c_char, port: u16, out: *mut *mut ibstack_listener) -> c_int {
-    ffi_boundary!("ibstack_listen", {
-        let s = unsafe { stack_ref(stack) }?;
-        let ip = unsafe { handle::str_arg(ip, "ip") }?;
-        handle::check_out(out, "out")?;
-        let inner = s.inner.listen(ip, port)?;
-        // SAFETY: out checked.
-        unsafe { handle::give(out, ibstack_listener { inner }) };
-        Ok(0)
+    ffi_boundary!({
+        let s = stack_ref(stack)?;
+        // SAFETY: ip is NULL or NUL-terminated; out is NULL or valid for one pointer write (header contract).
+        unsafe {
+            let ip = handle::str_arg(ip, "ip")?;
+            handle::give(out, || s.listen(ip, port))
+        }
     })
 }
 
 /// The listening socket: readable when a connection waits (for epoll).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_listener_fd(listener: *const ibstack_listener) -> c_int {
-    ffi_boundary!("ibstack_listener_fd", { Ok(unsafe { handle::borrow(listener, "listener") }?.inner.fd()) })
+    ffi_boundary!({ Ok(handle::get(listener, "listener")?.fd()) })
 }
 
 /// The port the listener is bound to.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_listener_port(listener: *const ibstack_listener) -> c_int {
-    ffi_boundary!("ibstack_listener_port", {
-        Ok(unsafe { handle::borrow(listener, "listener") }?.inner.local_addr().port() as c_int)
+    ffi_boundary!({
+        Ok(handle::get(listener, "listener")?.local_addr().port() as c_int)
     })
 }
 
@@ -166,24 +175,22 @@ pub unsafe extern "C" fn ibstack_listener_port(listener: *const ibstack_listener
 /// errno when the QP cannot be created (the TCP connection is closed).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_accept(listener: *mut ibstack_listener, out: *mut *mut ibstack_conn) -> c_int {
-    ffi_boundary!("ibstack_accept", {
-        let l = unsafe { handle::borrow(listener, "listener") }?;
+    ffi_boundary!({
+        let l = handle::get(listener, "listener")?;
         handle::check_out(out, "out")?;
-        let inner = l.inner.accept()?;
-        // SAFETY: out checked.
-        unsafe { handle::give(out, ibstack_conn { inner }) };
+        let conn = l.accept()?;
+        // SAFETY: out is non-NULL and valid for one pointer write (header contract).
+        unsafe { handle::write_out(out, "out", handle::new_handle(conn)) }?;
         Ok(0)
     })
 }
 
 /// Closes the listening socket (connections already accepted are not
-/// affected). NULL is a no-op.
+/// affected). NULL is a no-op; an invalid handle is ignored with a warning.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_listener_free(listener: *mut ibstack_listener) {
-    ffi_boundary!("ibstack_listener_free", {
-        // SAFETY: NULL or from ibstack_listen.
-        unsafe { handle::free(listener) };
-        Ok(())
+    ffi_boundary!({
+        handle::take(listener, "listener").map(drop)
     })
 }
 
@@ -193,36 +200,38 @@ pub unsafe extern "C" fn ibstack_listener_free(listener: *mut ibstack_listener) 
 /// QP creation errors.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_connect(stack: *mut ibstack_stack, ip: *const c_char, port: u16, out: *mut *mut ibstack_conn) -> c_int {
-    ffi_boundary!("ibstack_connect", {
-        let s = unsafe { stack_ref(stack) }?;
-        let ip = unsafe { handle::str_arg(ip, "ip") }?;
-        handle::check_out(out, "out")?;
-        let inner = s.inner.connect(ip, port)?;
-        // SAFETY: out checked.
-        unsafe { handle::give(out, ibstack_conn { inner }) };
+    ffi_boundary!({
+        let s = stack_ref(stack)?;
+        // SAFETY: ip is NULL or NUL-terminated; out is NULL or valid for one pointer write (header contract).
+        unsafe {
+            let ip = handle::str_arg(ip, "ip")?;
+            handle::check_out(out, "out")?;
+            let conn = s.connect(ip, port)?;
+            handle::write_out(out, "out", handle::new_handle(conn))?;
+        }
         Ok(0)
     })
 }
 
-unsafe fn conn_ref<'a>(c: *const ibstack_conn) -> crate::Result<&'a ibstack_conn> {
-    // SAFETY: forwarded.
-    unsafe { handle::borrow(c, "conn") }
+fn conn_ref(c: *const ibstack_conn) -> crate::Result<Arc<Conn>> {
+    handle::get(c, "conn")
 }
 
 /// 1 when connected, 0 while the handshake is pending, -errno when the
 /// connection failed or faulted (ibstack_conn_error_message says why).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_conn_is_connected(conn: *const ibstack_conn) -> c_int {
-    ffi_boundary!("ibstack_conn_is_connected", { Ok(unsafe { conn_ref(conn) }?.inner.is_connected()? as c_int) })
+    ffi_boundary!({ Ok(conn_ref(conn)?.is_connected()? as c_int) })
 }
 
 /// Why the connection failed, with the string convention of
 /// ibstack_last_error_message; 0 and "" while it is healthy.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_conn_error_message(conn: *const ibstack_conn, buf: *mut c_char, len: usize) -> usize {
-    ffi_boundary!("ibstack_conn_error_message", {
-        let c = unsafe { conn_ref(conn) }?;
-        Ok(unsafe { handle::text_out(&c.inner.error_message(), buf, len) }? as usize)
+    ffi_boundary!({
+        let text = conn_ref(conn)?.error_message();
+        // SAFETY: buf is NULL or holds len bytes (header contract).
+        Ok(unsafe { handle::text_out(&text, buf, len) }? as usize)
     })
 }
 
@@ -234,10 +243,11 @@ pub unsafe extern "C" fn ibstack_conn_error_message(conn: *const ibstack_conn, b
 /// come back — or -errno (-EPIPE / -ECONNRESET after a failure).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_conn_send(conn: *mut ibstack_conn, buf: *const c_void, len: usize) -> isize {
-    ffi_boundary!("ibstack_conn_send", {
-        let c = unsafe { conn_ref(conn) }?;
+    ffi_boundary!({
+        let c = conn_ref(conn)?;
+        // SAFETY: buf is NULL or holds len bytes (header contract).
         let data = unsafe { handle::bytes_arg(buf.cast(), len, "buf") }?;
-        Ok(c.inner.send(data)? as isize)
+        Ok(c.send(data)? as isize)
     })
 }
 
@@ -247,10 +257,11 @@ pub unsafe extern "C" fn ibstack_conn_send(conn: *mut ibstack_conn, buf: *const 
 /// returned first) or another -errno after a failure.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_conn_recv(conn: *mut ibstack_conn, buf: *mut c_void, len: usize) -> isize {
-    ffi_boundary!("ibstack_conn_recv", {
-        let c = unsafe { conn_ref(conn) }?;
+    ffi_boundary!({
+        let c = conn_ref(conn)?;
+        // SAFETY: buf is NULL or holds len bytes (header contract).
         let out = unsafe { handle::bytes_out(buf.cast(), len, "buf") }?;
-        Ok(c.inner.recv(out)? as isize)
+        Ok(c.recv(out)? as isize)
     })
 }
 
@@ -260,21 +271,20 @@ pub unsafe extern "C" fn ibstack_conn_recv(conn: *mut ibstack_conn, buf: *mut c_
 /// until -EAGAIN.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_conn_fd(conn: *const ibstack_conn) -> c_int {
-    ffi_boundary!("ibstack_conn_fd", { Ok(unsafe { conn_ref(conn) }?.inner.fd()) })
+    ffi_boundary!({ Ok(conn_ref(conn)?.fd()) })
 }
 
 /// Closes the connection and frees the handle: unread data is dropped; a
 /// healthy connection sends its zero-length close SEND after the data in
 /// flight, and the QP is retired (ERR + beacon) once the peer acknowledged
-/// everything (at most 10 s). NULL is a no-op.
+/// everything (at most 10 s). NULL is a no-op; an invalid handle (closed
+/// already, foreign, of another type) is ignored with a warning.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_conn_close(conn: *mut ibstack_conn) {
-    ffi_boundary!("ibstack_conn_close", {
-        // SAFETY: NULL or from accept/connect.
-        if let Some(c) = unsafe { conn.as_ref() } {
-            c.inner.close();
+    ffi_boundary!({
+        if let Some(c) = handle::take(conn, "conn")? {
+            c.close();
         }
-        unsafe { handle::free(conn) };
         Ok(())
     })
 }

@@ -69,12 +69,7 @@ impl Dispatcher {
     pub fn new(ib: Arc<Ib>, mem: Arc<MemoryManager>) -> Result<Dispatcher> {
         crate::cycles::calibrate();
         let cfg = ib.config();
-        let max_cqe = ib.device_attr().max_cqe.max(1) as u32;
-        let mut depth = cfg.cq_depth.max(1);
-        if depth > max_cqe {
-            log::warn!("ibstack_cq_depth {depth} is above {}'s max_cqe {max_cqe}; using {max_cqe}", ib.device_name());
-            depth = max_cqe;
-        }
+        let depth = ib.cq_depth(0);
         let tx_cq = Arc::new(Cq::new(ib.context(), depth).map_err(|e| e.context("TX completion queue"))?);
         let rx_cq = Arc::new(Cq::new(ib.context(), depth).map_err(|e| e.context("RX completion queue"))?);
         let srq = if cfg.support_srq {

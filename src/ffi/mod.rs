@@ -6,3 +6,4 @@ pub mod error;
 pub mod handle;
 pub mod log;
 pub mod panic;
+pub mod slab;

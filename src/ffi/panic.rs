@@ -17,6 +17,9 @@ pub trait FfiReturn: Sized {
     fn from_panic() -> Self {
         Self::from_error(&Error::new(libc::ENOTRECOVERABLE, "panic"))
     }
+    /// Whether a failure is logged as a warning: a void function (a `_free`)
+    /// cannot report it any other way.
+    const WARN: bool = false;
 }
 
 /// The positive errno a failure is reported with: an `Error` that carries 0
@@ -67,6 +70,7 @@ impl FfiReturn for bool {
 
 impl FfiReturn for () {
     fn from_error(_: &Error) -> Self {}
+    const WARN: bool = true;
 }
 
 impl<T> FfiReturn for *const T {
@@ -92,16 +96,44 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Called by the boundary macro with the body's outcome.
-pub fn finish<T: FfiReturn>(func: &str, outcome: std::thread::Result<crate::Result<T>>) -> T {
+/// The exported function's name from the `type_name` of an item nested in
+/// it ("ibstack::capi::cq::ibstack_cq_new::{{closure}}::here" →
+/// "ibstack_cq_new"). Only called when a message is built.
+pub fn trim_fn_name(nested: &'static str) -> &'static str {
+    let mut parts = nested.rsplit("::").filter(|p| !p.starts_with('{'));
+    parts.next(); // the nested item itself
+    parts.next().unwrap_or(nested)
+}
+
+/// Expands to the enclosing function's name, as a `&'static str` (derived
+/// from `std::any::type_name`; the trimming runs when it is evaluated).
+#[macro_export]
+macro_rules! fn_name {
+    () => {{
+        fn here() {}
+        fn type_name_of<F>(_: F) -> &'static str {
+            ::std::any::type_name::<F>()
+        }
+        $crate::ffi::panic::trim_fn_name(type_name_of(here))
+    }};
+}
+
+/// Called by the boundary macro with the body's outcome; `name` gives the
+/// exported function's name, evaluated only on failure.
+pub fn finish<T: FfiReturn>(name: impl FnOnce() -> &'static str, outcome: std::thread::Result<crate::Result<T>>) -> T {
     match outcome {
         Ok(Ok(v)) => v,
         Ok(Err(err)) => {
             let ret = T::from_error(&err);
+            let func = name();
+            if T::WARN {
+                log::warn!("{func}: {}", err.msg);
+            }
             crate::ffi::error::set_last_error(func, &err);
             ret
         }
         Err(payload) => {
+            let func = name();
             let msg = panic_message(payload.as_ref());
             let err = Error::new(
                 libc::ENOTRECOVERABLE,
@@ -115,16 +147,16 @@ pub fn finish<T: FfiReturn>(func: &str, outcome: std::thread::Result<crate::Resu
 }
 
 /// Run an exported function's body (an expression of type `Result<T>`) with
-/// the panic guard and the error conversion. `$func` names the C function in
-/// messages.
+/// the panic guard and the error conversion. Messages are prefixed with the
+/// enclosing function's name ([`fn_name!`](crate::fn_name)).
 #[macro_export]
 macro_rules! ffi_boundary {
-    ($func:literal, $body:block) => {{
+    ($body:block) => {{
         $crate::ffi::log::ensure_installed();
         let outcome = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(
             || -> $crate::Result<_> { $body },
         ));
-        $crate::ffi::panic::finish($func, outcome)
+        $crate::ffi::panic::finish(|| $crate::fn_name!(), outcome)
     }};
 }
 
@@ -132,8 +164,8 @@ macro_rules! ffi_boundary {
 mod tests {
     use super::*;
 
-    fn guarded(kind: u8) -> c_int {
-        crate::ffi_boundary!("test_fn", {
+    fn test_fn(kind: u8) -> c_int {
+        crate::ffi_boundary!({
             match kind {
                 0 => Ok(7),
                 1 => Err(Error::new(libc::ENODEV, "no device here")),
@@ -142,8 +174,8 @@ mod tests {
         })
     }
 
-    fn guarded_ptr(fail: bool) -> *mut u8 {
-        crate::ffi_boundary!("test_ptr", {
+    fn test_ptr(fail: bool) -> *mut u8 {
+        crate::ffi_boundary!({
             if fail {
                 panic!("pointer panic")
             }
@@ -153,20 +185,20 @@ mod tests {
 
     #[test]
     fn an_error_without_errno_is_still_a_failure() {
-        let r: c_int = crate::ffi_boundary!("test_zero", { Err(Error::new(0, "no errno recorded")) });
+        let r: c_int = crate::ffi_boundary!({ Err(Error::new(0, "no errno recorded")) });
         assert_eq!(r, -libc::EIO, "errno 0 must not read as success");
-        let r: isize = crate::ffi_boundary!("test_zero", { Err(Error::new(i32::MIN, "odd errno")) });
+        let r: isize = crate::ffi_boundary!({ Err(Error::new(i32::MIN, "odd errno")) });
         assert_eq!(r, -(libc::EIO as isize));
     }
 
     #[test]
     fn ok_passes_through() {
-        assert_eq!(guarded(0), 7);
+        assert_eq!(test_fn(0), 7);
     }
 
     #[test]
     fn error_becomes_negative_errno_and_message() {
-        assert_eq!(guarded(1), -libc::ENODEV);
+        assert_eq!(test_fn(1), -libc::ENODEV);
         let msg = crate::ffi::error::last_error_string();
         assert_eq!(msg, "test_fn: no device here");
     }
@@ -175,13 +207,23 @@ mod tests {
     fn panic_becomes_enotrecoverable_and_is_described() {
         let prev = std::panic::take_hook();
         std::panic::set_hook(Box::new(|_| {}));
-        let r = guarded(2);
-        let p = guarded_ptr(true);
+        let r = test_fn(2);
+        let p = test_ptr(true);
         std::panic::set_hook(prev);
         assert_eq!(r, -libc::ENOTRECOVERABLE);
         assert!(p.is_null());
         let msg = crate::ffi::error::last_error_string();
         assert!(msg.contains("pointer panic"), "{msg}");
-        assert!(!guarded_ptr(false).is_null());
+        assert!(!test_ptr(false).is_null());
+    }
+
+    #[test]
+    fn names_are_trimmed() {
+        assert_eq!(trim_fn_name("ibstack::capi::cq::ibstack_cq_new::{{closure}}::here"), "ibstack_cq_new");
+        assert_eq!(trim_fn_name("ibstack::capi::cq::ibstack_cq_new::here"), "ibstack_cq_new");
+        fn outer() -> &'static str {
+            crate::fn_name!()
+        }
+        assert_eq!(outer(), "outer");
     }
 }

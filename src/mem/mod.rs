@@ -107,6 +107,33 @@ impl MemoryManager {
         self.tx.from_wr_id(wr_id).or_else(|| self.rx.from_wr_id(wr_id))
     }
 
+    /// Both pools registered on `pd` with the verbs registrar: what
+    /// ibstack_mem_mgr_new and the stack build.
+    pub fn on_pd(cfg: &Config, tx_count: u32, pd: Arc<crate::verbs::Pd>) -> Result<MemoryManager> {
+        MemoryManager::new(cfg, tx_count, Arc::new(VerbsRegistrar::new(pd)))
+    }
+
+    /// The chunk header at `p`, if `p` is one of this manager's TX or RX
+    /// chunks (nothing is read at `p` to decide).
+    pub fn chunk_at(&self, p: *const Chunk) -> Option<ChunkRef> {
+        self.from_wr_id(p as usize as u64)
+    }
+
+    /// The TX chunks `ptrs` name, all checked first to be this cluster's
+    /// chunks and handed out (not free): what a post of caller chunks needs.
+    /// `-EINVAL` names the first bad entry; nothing is allocated.
+    pub fn tx_in_use<'a>(&'a self, ptrs: &'a [*const Chunk]) -> Result<impl ExactSizeIterator<Item = ChunkRef> + 'a> {
+        let id = |p: *const Chunk| self.tx.from_wr_id(p as usize as u64);
+        if let Some(i) = ptrs.iter().position(|&p| !id(p).is_some_and(|c| c.is_in_use())) {
+            return Err(crate::Error::inval(format!(
+                "chunks[{i}] ({:p}) is not a TX chunk handed out by the pool",
+                ptrs[i]
+            )));
+        }
+        // The addresses were just found in the header array; that cannot change.
+        Ok(ptrs.iter().map(move |&p| id(p).expect("checked above")))
+    }
+
     pub fn stats(&self) -> MemStats {
         let tx_in_use = self.tx.in_use() as u64;
         let rx_in_use = self.rx.in_use() as u64;

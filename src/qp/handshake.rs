@@ -224,3 +224,48 @@ impl Handshake {
         }
     }
 }
+
+impl Role {
+    /// The C API's value: 0 connector, 1 acceptor; anything else is -EINVAL.
+    pub fn from_raw(role: u32) -> Result<Role> {
+        match role {
+            0 => Ok(Role::Connector),
+            1 => Ok(Role::Acceptor),
+            r => Err(Error::inval(format!("role {r} is neither IBSTACK_ROLE_CONNECTOR (0) nor IBSTACK_ROLE_ACCEPTOR (1)"))),
+        }
+    }
+}
+
+/// A QP's handshake for callers that drive it step by step: empty until the
+/// first step or run, which fixes the role; a later call with the other role
+/// is -EINVAL. Calls are serialized.
+#[derive(Default)]
+pub struct HandshakeSlot {
+    hs: parking_lot::Mutex<Option<Handshake>>,
+}
+
+impl HandshakeSlot {
+    fn with<R>(&self, qp: &QueuePair, role: Role, f: impl FnOnce(&mut Handshake) -> Result<R>) -> Result<R> {
+        let mut hs = self.hs.lock();
+        let h = hs.get_or_insert_with(|| Handshake::new(role, qp));
+        if h.role() != role {
+            return Err(Error::inval(format!("the handshake of QP {} was started as {:?}", qp.qp_num(), h.role())));
+        }
+        f(h)
+    }
+
+    /// One non-blocking step (see [`Handshake::step`]).
+    pub fn step(&self, qp: &QueuePair, fd: RawFd, role: Role) -> Result<Progress> {
+        self.with(qp, role, |h| h.step(qp, fd))
+    }
+
+    /// The whole exchange (see [`Handshake::run`]).
+    pub fn run(&self, qp: &QueuePair, fd: RawFd, role: Role, timeout_ms: i32) -> Result<()> {
+        self.with(qp, role, |h| h.run(qp, fd, timeout_ms))
+    }
+
+    /// The poll(2) events the pending step waits for; 0 before the first step.
+    pub fn wants(&self) -> i16 {
+        self.hs.lock().as_ref().map_or(0, |h| h.wants())
+    }
+}

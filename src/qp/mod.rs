@@ -13,7 +13,7 @@ pub mod handshake;
 pub mod validate;
 
 pub use env::{Env, SRQ_OWNER};
-pub use handshake::{Handshake, Progress, Role};
+pub use handshake::{Handshake, HandshakeSlot, Progress, Role};
 
 use crate::error::{Error, Result};
 use crate::handshake::CmMeta;

@@ -13,7 +13,7 @@ use crate::dispatcher::Dispatcher;
 use crate::error::{Error, Result};
 use crate::qp::Role;
 use crate::ib::Ib;
-use crate::mem::{MemoryManager, VerbsRegistrar};
+use crate::mem::MemoryManager;
 use crate::verbs::Wc;
 use conn::Conn;
 use crate::sys::net::{parse_addr, set_nodelay, tcp_socket, to_sockaddr};
@@ -71,8 +71,7 @@ impl Stack {
     pub fn new(cfg: &Config) -> Result<Stack> {
         crate::prereq::stack_init(cfg)?;
         let ib = Arc::new(Ib::open(cfg)?);
-        let reg = Arc::new(VerbsRegistrar::new(ib.pd().clone()));
-        let mem = Arc::new(MemoryManager::new(ib.config(), ib.tx_queue_len(), reg)?);
+        let mem = Arc::new(MemoryManager::on_pd(ib.config(), ib.tx_queue_len(), ib.pd().clone())?);
         let tx_total = ib.tx_queue_len();
         let disp = Arc::new(Dispatcher::new(ib, mem)?);
         let ep = Epoll::new()?;
