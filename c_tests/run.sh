@@ -76,6 +76,7 @@ elif [ "$mode" = vm ]; then
     for q in srq nosrq; do
         for n in 1 8; do run "test_conn_rxe echo $q $n (so)" "$build/test_conn_rxe.so" echo $q $n; done
         run "test_conn_rxe backpressure $q (so)" "$build/test_conn_rxe.so" backpressure $q
+        run "test_stream_api_rxe $q (so)" "$build/test_stream_api_rxe.so" $q
         for side in connector acceptor; do run "test_conn_rxe close $q $side (so)" "$build/test_conn_rxe.so" close $q $side; done
         for m in race banner hostdriven; do run "test_conn_rxe $m $q (so)" "$build/test_conn_rxe.so" $m $q; done
     done

@@ -173,6 +173,11 @@ static void stack_family(void *p, const char *what) {
     BAD(ibstack_stack_qp_count(p), "ibstack_stack_qp_count", what);
     BAD(ibstack_listen(p, "127.0.0.1", 0, &(ibstack_listener *){NULL}), "ibstack_listen", what);
     BAD(ibstack_connect(p, "127.0.0.1", 1, &(ibstack_conn *){NULL}), "ibstack_connect", what);
+    BAD(ibstack_listener_adopt(p, 0, &(ibstack_listener *){NULL}), "ibstack_listener_adopt", what);
+    BAD(ibstack_conn_adopt(p, 0, IBSTACK_ROLE_CONNECTOR, &(ibstack_conn *){NULL}), "ibstack_conn_adopt", what);
+    BAD(ibstack_stack_mem_mgr(p, &(ibstack_mem_mgr *){NULL}), "ibstack_stack_mem_mgr", what);
+    ibstack_counters ctr;
+    BAD(ibstack_stack_counters(p, &ctr), "ibstack_stack_counters", what);
     FREE_IGNORED(ibstack_stack_free(p), "ibstack_stack_free", what);
 }
 
@@ -189,6 +194,10 @@ static void conn_family(void *p, const char *what) {
     BAD(ibstack_conn_send(p, "x", 1), "ibstack_conn_send", what);
     BAD(ibstack_conn_recv(p, buf, 1), "ibstack_conn_recv", what);
     BAD(ibstack_conn_fd(p), "ibstack_conn_fd", what);
+    struct sockaddr_storage ss;
+    BAD(ibstack_conn_peer_addr(p, &ss), "ibstack_conn_peer_addr", what);
+    BAD(ibstack_conn_local_addr(p, &ss), "ibstack_conn_local_addr", what);
+    BAD(ibstack_conn_shutdown(p), "ibstack_conn_shutdown", what);
     FREE_IGNORED(ibstack_conn_close(p), "ibstack_conn_close", what);
 }
 

@@ -70,6 +70,16 @@ int main(void) {
     n = ibstack_last_error_message(small, sizeof small);
     CHECK(full > 8 && n == full && small[7] == '\0' && strlen(small) == 7, "last_error_message truncates (%zu)", full);
 
+    /* the stream API for host messengers: NULL handles and out-pointers */
+    struct sockaddr_storage ss;
+    CHECK_RC(ibstack_listener_adopt(NULL, 0, &(ibstack_listener *){NULL}), -EINVAL, "listener_adopt(NULL stack)");
+    CHECK_RC(ibstack_conn_adopt(NULL, 0, IBSTACK_ROLE_ACCEPTOR, &(ibstack_conn *){NULL}), -EINVAL, "conn_adopt(NULL stack)");
+    CHECK_RC(ibstack_conn_peer_addr(NULL, &ss), -EINVAL, "conn_peer_addr(NULL)");
+    CHECK_RC(ibstack_conn_local_addr(NULL, &ss), -EINVAL, "conn_local_addr(NULL)");
+    CHECK_RC(ibstack_conn_shutdown(NULL), -EINVAL, "conn_shutdown(NULL)");
+    CHECK_RC(ibstack_stack_mem_mgr(NULL, &(ibstack_mem_mgr *){NULL}), -EINVAL, "stack_mem_mgr(NULL)");
+    CHECK_RC(ibstack_stack_counters(NULL, &(ibstack_counters){0}), -EINVAL, "stack_counters(NULL)");
+
     ibstack_config_free(NULL);
     ibstack_device_list_free(NULL);
     ibstack_ib_free(NULL);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include <sys/types.h>
+#include <sys/socket.h>
 
 #define IBSTACK_VERSION_MAJOR 0
 #define IBSTACK_VERSION_MINOR 1
@@ -851,6 +852,18 @@ int ibstack_stack_history_json(const struct ibstack_stack *stack, char *buf, siz
 // The stack's pool figures (see ibstack_mem_mgr_stats).
 int ibstack_stack_mem_stats(const struct ibstack_stack *stack, struct ibstack_mem_stats *out);
 
+// The stack's memory manager as a handle of its own, so the host can take
+// TX chunks (ibstack_mem_mgr_get_tx_chunks), fill them and send them
+// without a copy with ibstack_conn_send(conn, chunk buffer, length), and
+// read the pools' figures. Caller owns `*out` and frees it with
+// ibstack_mem_mgr_free (the pools live on while the stack or any such
+// handle does).
+int ibstack_stack_mem_mgr(const struct ibstack_stack *stack, struct ibstack_mem_mgr **out);
+
+// The stack's counters as the struct ibstack_dispatcher_counters fills
+// (the same figures as ibstack_stack_counters_json).
+int ibstack_stack_counters(const struct ibstack_stack *stack, struct ibstack_counters *out);
+
 // Connections not fully torn down (closing ones included).
 int ibstack_stack_conn_count(const struct ibstack_stack *stack);
 
@@ -860,6 +873,14 @@ int ibstack_stack_qp_count(const struct ibstack_stack *stack);
 // Listens on `ip` (IPv4 or IPv6 literal) and `port` (0 = ephemeral, see
 // ibstack_listener_port) with backlog ms_tcp_listen_backlog.
 int ibstack_listen(struct ibstack_stack *stack, const char *ip, uint16_t port, struct ibstack_listener **out);
+
+// Takes over a listening TCP socket the host already has (IPv4 or IPv6,
+// listen(2) already called): its connections become RDMA connections, as
+// with ibstack_listen. On success the library owns `fd` (it is closed, and
+// the listener serves through a duplicate — use ibstack_listener_fd for
+// epoll); on failure `fd` is left open and still the caller's. -EBADF,
+// -ENOTSOCK, or -EINVAL for a socket that is not a listening TCP socket.
+int ibstack_listener_adopt(struct ibstack_stack *stack, int fd, struct ibstack_listener **out);
 
 // The listening socket: readable when a connection waits (for epoll).
 int ibstack_listener_fd(const struct ibstack_listener *listener);
@@ -882,6 +903,38 @@ void ibstack_listener_free(struct ibstack_listener *listener);
 // or failed). Immediate errors: a bad address (-EINVAL), connect(2) errors,
 // QP creation errors.
 int ibstack_connect(struct ibstack_stack *stack, const char *ip, uint16_t port, struct ibstack_conn **out);
+
+// Takes over a TCP socket the host already has and makes it an RDMA
+// connection (Ceph's set_accept_fd pattern): `role` IBSTACK_ROLE_ACCEPTOR
+// for an accepted socket, IBSTACK_ROLE_CONNECTOR for a connected one or one
+// whose non-blocking connect is still in progress (EINPROGRESS). The QP is
+// created now and the handshake runs in the background, as with
+// ibstack_accept / ibstack_connect. On success the library owns `fd` (it is
+// closed; the connection works through a duplicate and ibstack_conn_fd is
+// what to wait on); on failure `fd` is left open and still the caller's.
+// -EBADF, -ENOTSOCK, -EINVAL (not a TCP stream socket, a listening socket,
+// a bad role), -ENOTCONN (an acceptor's socket that is not connected), or
+// the QP creation errors.
+int ibstack_conn_adopt(struct ibstack_stack *stack, int fd, uint32_t role, struct ibstack_conn **out);
+
+// The peer's address of the connection's TCP side channel (for an accepted
+// connection, the client as the server saw it — what msgr2's HELLO
+// reports). -ENOTCONN before a connector's TCP connect completed or after
+// the connection was retired.
+int ibstack_conn_peer_addr(const struct ibstack_conn *conn, struct sockaddr_storage *out);
+
+// This end's address of the connection's TCP side channel (the local
+// address and port the connection uses). Errors as ibstack_conn_peer_addr.
+int ibstack_conn_local_addr(const struct ibstack_conn *conn, struct sockaddr_storage *out);
+
+// Ends the sending half, as shutdown(fd, SHUT_WR) does: the zero-length
+// close SEND follows the data already accepted, so the peer reads
+// everything and then its end of stream; later ibstack_conn_send calls fail
+// with -EPIPE; ibstack_conn_recv goes on until the peer closes. The handle
+// stays valid until ibstack_conn_close. A second call returns 0.
+// -ENOTCONN while the handshake is pending; the connection's error after a
+// failure.
+int ibstack_conn_shutdown(struct ibstack_conn *conn);
 
 // 1 when connected, 0 while the handshake is pending, -errno when the
 // connection failed or faulted (ibstack_conn_error_message says why).
@@ -908,7 +961,9 @@ ptrdiff_t ibstack_conn_recv(struct ibstack_conn *conn, void *buf, size_t len);
 // An eventfd (Ceph's notify_fd) that becomes readable on new data, on
 // handshake completion, on failure, and when TX chunks come back after
 // -EAGAIN. ibstack_conn_recv resets it; with edge-triggered epoll, call recv
-// until -EAGAIN.
+// until -EAGAIN. The fd belongs to the connection: it stays valid (and
+// open) until ibstack_conn_close, never longer — take it out of your epoll
+// set before closing.
 int ibstack_conn_fd(const struct ibstack_conn *conn);
 
 // Closes the connection and frees the handle: unread data is dropped; a
@@ -916,6 +971,10 @@ int ibstack_conn_fd(const struct ibstack_conn *conn);
 // flight, and the QP is retired (ERR + beacon) once the peer acknowledged
 // everything (at most 10 s). NULL is a no-op; an invalid handle (closed
 // already, foreign, of another type) is ignored with a warning.
+// With epoll: remove ibstack_conn_fd from the set first (epoll_ctl DEL),
+// then close; the eventfd is valid until this call and released with the
+// handle. To end only the sending half and keep reading, use
+// ibstack_conn_shutdown first.
 void ibstack_conn_close(struct ibstack_conn *conn);
 
 #ifdef __cplusplus

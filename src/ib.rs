@@ -135,9 +135,11 @@ impl Ib {
     }
 }
 
-/// Only the verbs transport with the TCP handshake is implemented.
+/// Only the verbs transport with the TCP handshake is implemented. Like
+/// Ceph, a transport type other than "iwarp" means ib (with a warning when
+/// it is not "ib" itself).
 fn check_transport(cfg: &Config) -> Result<()> {
-    if cfg.cm || cfg.rdma_type != "ib" {
+    if cfg.cm || cfg.rdma_type == "iwarp" {
         return Err(Error::new(
             libc::EOPNOTSUPP,
             format!(
@@ -147,6 +149,13 @@ fn check_transport(cfg: &Config) -> Result<()> {
                 cfg.cm, cfg.rdma_type
             ),
         ));
+    }
+    if cfg.rdma_type != "ib" {
+        log::warn!(
+            "ms_async_rdma_type = {:?} is not a transport type; it is treated as ib, as Ceph does (only \"iwarp\" \
+             selects another transport)",
+            cfg.rdma_type
+        );
     }
     Ok(())
 }
@@ -350,6 +359,16 @@ fn gid_table_summary(ctx: &Context, port: u8, tbl: u32) -> String {
 mod tests {
     use super::*;
 
+
+    #[test]
+    fn unknown_transport_types_mean_ib_as_in_ceph() {
+        for t in ["ib", "roce", "IB", ""] {
+            let cfg = Config { rdma_type: t.into(), ..Config::default() };
+            assert!(check_transport(&cfg).is_ok(), "{t:?}");
+        }
+        let cfg = Config { rdma_type: "iwarp".into(), ..Config::default() };
+        assert_eq!(check_transport(&cfg).unwrap_err().errno, libc::EOPNOTSUPP);
+    }
 
     #[test]
     fn iwarp_and_cm_are_refused_with_a_reason() {

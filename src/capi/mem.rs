@@ -44,6 +44,18 @@ pub struct ibstack_chunk {
 /// looked up here.
 static POOLS: Lazy<RwLock<Vec<Weak<MemoryManager>>>> = Lazy::new(|| RwLock::new(Vec::new()));
 
+/// A new handle for `mm`, whose chunks C may then pass to the chunk functions.
+pub(crate) fn mem_mgr_handle(mm: Arc<MemoryManager>) -> *mut ibstack_mem_mgr {
+    {
+        let mut pools = POOLS.write();
+        pools.retain(|w| w.strong_count() > 0);
+        if !pools.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&mm))) {
+            pools.push(Arc::downgrade(&mm));
+        }
+    }
+    handle::new_handle(mm)
+}
+
 /// Run `f` on the chunk `c` names, with its pool kept alive for the call.
 fn with_chunk<R>(c: *const ibstack_chunk, f: impl FnOnce(&Chunk) -> crate::Result<R>) -> crate::Result<R> {
     if c.is_null() {
@@ -72,13 +84,8 @@ pub unsafe extern "C" fn ibstack_mem_mgr_new(ib: *const ibstack_ib, out: *mut *m
         let ib = handle::get(ib, "ib")?;
         handle::check_out(out, "out")?;
         let mm = Arc::new(MemoryManager::on_pd(ib.config(), ib.tx_queue_len(), ib.pd().clone())?);
-        {
-            let mut pools = POOLS.write();
-            pools.retain(|w| w.strong_count() > 0);
-            pools.push(Arc::downgrade(&mm));
-        }
         // SAFETY: out is non-NULL and valid for one pointer write (header contract).
-        unsafe { handle::write_out(out, "out", handle::new_handle(mm)) }?;
+        unsafe { handle::write_out(out, "out", mem_mgr_handle(mm)) }?;
         Ok(0)
     })
 }

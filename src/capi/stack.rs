@@ -2,6 +2,9 @@
 //! connections (RDMAStack, RDMAServerSocketImpl, RDMAConnectedSocketImpl).
 
 use crate::capi::config::ibstack_config;
+use crate::capi::mem::{mem_mgr_handle, ibstack_mem_mgr};
+use crate::counters::CountersSnapshot;
+use crate::qp::Role;
 use crate::ffi::handle::{self, Handle, Kind};
 use crate::ffi_boundary;
 use crate::mem::MemStats;
@@ -129,6 +132,36 @@ pub unsafe extern "C" fn ibstack_stack_mem_stats(stack: *const ibstack_stack, ou
     })
 }
 
+/// The stack's memory manager as a handle of its own, so the host can take
+/// TX chunks (ibstack_mem_mgr_get_tx_chunks), fill them and send them
+/// without a copy with ibstack_conn_send(conn, chunk buffer, length), and
+/// read the pools' figures. Caller owns `*out` and frees it with
+/// ibstack_mem_mgr_free (the pools live on while the stack or any such
+/// handle does).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_stack_mem_mgr(stack: *const ibstack_stack, out: *mut *mut ibstack_mem_mgr) -> c_int {
+    ffi_boundary!({
+        let s = stack_ref(stack)?;
+        handle::check_out(out, "out")?;
+        let mm = s.dispatcher().mem().clone();
+        // SAFETY: out is non-NULL and valid for one pointer write (header contract).
+        unsafe { handle::write_out(out, "out", mem_mgr_handle(mm)) }?;
+        Ok(0)
+    })
+}
+
+/// The stack's counters as the struct ibstack_dispatcher_counters fills
+/// (the same figures as ibstack_stack_counters_json).
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_stack_counters(stack: *const ibstack_stack, out: *mut CountersSnapshot) -> c_int {
+    ffi_boundary!({
+        let c = stack_ref(stack)?.dispatcher().counters();
+        // SAFETY: out is NULL or valid for one write (header contract).
+        unsafe { handle::write_out(out, "out", c) }?;
+        Ok(0)
+    })
+}
+
 /// Connections not fully torn down (closing ones included).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_conn_count(stack: *const ibstack_stack) -> c_int {
@@ -152,6 +185,25 @@ pub unsafe extern "C" fn ibstack_listen(stack: *mut ibstack_stack, ip: *const c_
             let ip = handle::str_arg(ip, "ip")?;
             handle::give(out, || s.listen(ip, port))
         }
+    })
+}
+
+/// Takes over a listening TCP socket the host already has (IPv4 or IPv6,
+/// listen(2) already called): its connections become RDMA connections, as
+/// with ibstack_listen. On success the library owns `fd` (it is closed, and
+/// the listener serves through a duplicate — use ibstack_listener_fd for
+/// epoll); on failure `fd` is left open and still the caller's. -EBADF,
+/// -ENOTSOCK, or -EINVAL for a socket that is not a listening TCP socket.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_listener_adopt(stack: *mut ibstack_stack, fd: c_int, out: *mut *mut ibstack_listener) -> c_int {
+    ffi_boundary!({
+        let s = stack_ref(stack)?;
+        handle::check_out(out, "out")?;
+        crate::sys::net::check_tcp_socket(fd, true, "listener")?;
+        let l = s.take_over(fd, |s, dup| s.adopt_listener(dup))?;
+        // SAFETY: out is non-NULL and valid for one pointer write (header contract).
+        unsafe { handle::write_out(out, "out", handle::new_handle(Arc::new(l))) }?;
+        Ok(0)
     })
 }
 
@@ -217,6 +269,71 @@ fn conn_ref(c: *const ibstack_conn) -> crate::Result<Arc<Conn>> {
     handle::get(c, "conn")
 }
 
+/// Takes over a TCP socket the host already has and makes it an RDMA
+/// connection (Ceph's set_accept_fd pattern): `role` IBSTACK_ROLE_ACCEPTOR
+/// for an accepted socket, IBSTACK_ROLE_CONNECTOR for a connected one or one
+/// whose non-blocking connect is still in progress (EINPROGRESS). The QP is
+/// created now and the handshake runs in the background, as with
+/// ibstack_accept / ibstack_connect. On success the library owns `fd` (it is
+/// closed; the connection works through a duplicate and ibstack_conn_fd is
+/// what to wait on); on failure `fd` is left open and still the caller's.
+/// -EBADF, -ENOTSOCK, -EINVAL (not a TCP stream socket, a listening socket,
+/// a bad role), -ENOTCONN (an acceptor's socket that is not connected), or
+/// the QP creation errors.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_conn_adopt(stack: *mut ibstack_stack, fd: c_int, role: u32, out: *mut *mut ibstack_conn) -> c_int {
+    ffi_boundary!({
+        let s = stack_ref(stack)?;
+        let role = Role::from_raw(role)?;
+        handle::check_out(out, "out")?;
+        crate::sys::net::check_tcp_socket(fd, false, "connection")?;
+        let conn = s.take_over(fd, |s, dup| s.adopt_socket(dup, role))?;
+        // SAFETY: out is non-NULL and valid for one pointer write (header contract).
+        unsafe { handle::write_out(out, "out", handle::new_handle(conn)) }?;
+        Ok(0)
+    })
+}
+
+/// The peer's address of the connection's TCP side channel (for an accepted
+/// connection, the client as the server saw it — what msgr2's HELLO
+/// reports). -ENOTCONN before a connector's TCP connect completed or after
+/// the connection was retired.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_conn_peer_addr(conn: *const ibstack_conn, out: *mut libc::sockaddr_storage) -> c_int {
+    ffi_boundary!({ conn_addr(conn, out, true) })
+}
+
+/// This end's address of the connection's TCP side channel (the local
+/// address and port the connection uses). Errors as ibstack_conn_peer_addr.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_conn_local_addr(conn: *const ibstack_conn, out: *mut libc::sockaddr_storage) -> c_int {
+    ffi_boundary!({ conn_addr(conn, out, false) })
+}
+
+fn conn_addr(conn: *const ibstack_conn, out: *mut libc::sockaddr_storage, peer: bool) -> crate::Result<c_int> {
+    let c = conn_ref(conn)?;
+    handle::check_out(out, "out")?;
+    let (ss, _) = crate::sys::net::to_sockaddr(&c.tcp_addr(peer)?);
+    // SAFETY: out is non-NULL and valid for one write (header contract).
+    unsafe { handle::write_out(out, "out", ss) }?;
+    Ok(0)
+}
+
+/// Ends the sending half, as shutdown(fd, SHUT_WR) does: the zero-length
+/// close SEND follows the data already accepted, so the peer reads
+/// everything and then its end of stream; later ibstack_conn_send calls fail
+/// with -EPIPE; ibstack_conn_recv goes on until the peer closes. The handle
+/// stays valid until ibstack_conn_close. A second call returns 0.
+/// -ENOTCONN while the handshake is pending; the connection's error after a
+/// failure.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_conn_shutdown(conn: *mut ibstack_conn) -> c_int {
+    ffi_boundary!({
+        conn_ref(conn)?.shutdown()?;
+        Ok(0)
+    })
+}
+
 /// 1 when connected, 0 while the handshake is pending, -errno when the
 /// connection failed or faulted (ibstack_conn_error_message says why).
 #[no_mangle]
@@ -268,7 +385,9 @@ pub unsafe extern "C" fn ibstack_conn_recv(conn: *mut ibstack_conn, buf: *mut c_
 /// An eventfd (Ceph's notify_fd) that becomes readable on new data, on
 /// handshake completion, on failure, and when TX chunks come back after
 /// -EAGAIN. ibstack_conn_recv resets it; with edge-triggered epoll, call recv
-/// until -EAGAIN.
+/// until -EAGAIN. The fd belongs to the connection: it stays valid (and
+/// open) until ibstack_conn_close, never longer — take it out of your epoll
+/// set before closing.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_conn_fd(conn: *const ibstack_conn) -> c_int {
     ffi_boundary!({ Ok(conn_ref(conn)?.fd()) })
@@ -279,6 +398,10 @@ pub unsafe extern "C" fn ibstack_conn_fd(conn: *const ibstack_conn) -> c_int {
 /// flight, and the QP is retired (ERR + beacon) once the peer acknowledged
 /// everything (at most 10 s). NULL is a no-op; an invalid handle (closed
 /// already, foreign, of another type) is ignored with a warning.
+/// With epoll: remove ibstack_conn_fd from the set first (epoll_ctl DEL),
+/// then close; the eventfd is valid until this call and released with the
+/// handle. To end only the sending half and keep reading, use
+/// ibstack_conn_shutdown first.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_conn_close(conn: *mut ibstack_conn) {
     ffi_boundary!({

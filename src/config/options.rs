@@ -74,9 +74,8 @@ options! {
     /// set up connections with RDMA-CM instead of the TCP handshake
     "ms_async_rdma_cm" => cm: bool = false, Bool;
 
-    /// transport type: ib or iwarp
-    "ms_async_rdma_type" => rdma_type: String = "ib", Str,
-        one_of(["ib", "iwarp"]);
+    /// transport type: iwarp, or anything else for ib (as Ceph reads it)
+    "ms_async_rdma_type" => rdma_type: String = "ib", Str;
 
     /// backlog of the listening socket used for the connection handshake
     "ms_tcp_listen_backlog" => tcp_listen_backlog: i32 = 512, Int,

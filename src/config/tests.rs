@@ -447,13 +447,9 @@ fn strings_are_taken_as_is() {
     let gid = "fe80:0000:0000:0000:0a0b:0cff:fe0d:0e0f";
     assert_eq!(set_ok("ms_async_rdma_local_gid", gid).local_gid, gid);
     assert_eq!(set_ok("ms_async_rdma_type", "iwarp").rdma_type, "iwarp");
-    for bad in ["roce", "IB", "", " ib"] {
-        let e = set_err("ms_async_rdma_type", bad);
-        assert!(
-            e.msg.contains("\"ib\", \"iwarp\"") && e.msg.contains("(str)"),
-            "{}",
-            e.msg
-        );
+    // Ceph treats every value but "iwarp" as ib; the device layer warns about them.
+    for other in ["roce", "IB", ""] {
+        assert_eq!(set_ok("ms_async_rdma_type", other).rdma_type, other);
     }
 }
 

@@ -63,6 +63,8 @@ struct State {
     /// with its last SENDs not polled here yet, or it died. Decided after
     /// EOF_GRACE.
     tcp_eof: Option<Instant>,
+    /// `shutdown` posted the close SEND: no more sends, receiving goes on.
+    shut_wr: bool,
 }
 
 impl State {
@@ -120,6 +122,7 @@ impl Conn {
                 closing_since: None,
                 peer_fin: false,
                 tcp_eof: None,
+                shut_wr: false,
             }),
             send_lock: Mutex::new(Vec::with_capacity(MAX_CHUNKS_PER_SEND)),
             parked: AtomicBool::new(false),
@@ -347,12 +350,45 @@ impl Conn {
             return Err(if st.active { e.clone() } else { Error::new(libc::EPIPE, format!("connection failed before it was established: {}", e.msg)) });
         }
         match st.phase {
+            Phase::Connected if st.shut_wr => Err(Error::new(libc::EPIPE, "the connection was shut down for sending")),
             Phase::Connected => Ok(()),
             Phase::Connecting | Phase::Handshaking => {
                 Err(Error::new(libc::EAGAIN, "the handshake is still in progress: wait for the connection's fd"))
             }
             Phase::Closing | Phase::Done => Err(Error::new(libc::EPIPE, "the connection was closed")),
         }
+    }
+
+    /// Ends the sending half, as shutdown(SHUT_WR): the close SEND goes after
+    /// the data already accepted (the peer reads to its end of stream) and
+    /// later sends fail with EPIPE; receiving goes on until the peer closes.
+    /// The handle stays valid until `close`. A second call does nothing.
+    pub fn shutdown(&self) -> Result<()> {
+        let _order = self.send_lock.lock(); // after any send in progress
+        {
+            let mut st = self.st.lock();
+            if let Some(e) = &st.error {
+                return Err(e.clone());
+            }
+            match st.phase {
+                Phase::Connected if st.shut_wr => return Ok(()),
+                Phase::Connected => st.shut_wr = true,
+                Phase::Connecting | Phase::Handshaking => {
+                    return Err(Error::new(libc::ENOTCONN, "the handshake is still in progress: nothing to shut down yet"))
+                }
+                Phase::Closing | Phase::Done => return Err(Error::new(libc::EPIPE, "the connection was closed")),
+            }
+        }
+        self.qp.post_fin()
+    }
+
+    /// The address of the peer (`peer`) or of this end of the TCP side
+    /// channel; ENOTCONN once the connection was retired or before a
+    /// connector's TCP connect completed.
+    pub fn tcp_addr(&self, peer: bool) -> Result<std::net::SocketAddr> {
+        let tcp = self.tcp.lock();
+        let fd = tcp.as_ref().ok_or_else(|| Error::new(libc::ENOTCONN, "the connection was retired"))?;
+        crate::sys::net::socket_addr(fd.as_raw_fd(), peer)
     }
 
     /// Registers for a wake-up when TX chunks come back.

@@ -7,7 +7,7 @@ use super::Shared;
 use crate::error::{Error, Result};
 use crate::qp::Role;
 use crate::sys::last_error;
-use crate::sys::net::{from_sockaddr, parse_addr, set_nodelay, tcp_socket, to_sockaddr};
+use crate::sys::net::{check_tcp_socket, from_sockaddr, parse_addr, set_nodelay, socket_addr, tcp_socket, to_sockaddr};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
@@ -35,11 +35,15 @@ impl Listener {
         if unsafe { libc::listen(fd.as_raw_fd(), backlog) } < 0 {
             return Err(last_error(format_args!("listen on {addr}")));
         }
-        // SAFETY: zeroed storage, valid lengths.
-        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let mut l = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-        unsafe { libc::getsockname(fd.as_raw_fd(), (&mut ss as *mut libc::sockaddr_storage).cast(), &mut l) };
-        let addr = from_sockaddr(&ss).unwrap_or(addr);
+        Listener::adopt(shared, fd)
+    }
+
+    /// A listening TCP socket the host already has (Ceph's server socket
+    /// pattern): it becomes non-blocking and the listener owns it from now on.
+    pub(super) fn adopt(shared: Arc<Shared>, fd: OwnedFd) -> Result<Listener> {
+        check_tcp_socket(fd.as_raw_fd(), true, "listener")?;
+        crate::sys::set_nonblocking(fd.as_raw_fd())?;
+        let addr = socket_addr(fd.as_raw_fd(), false)?;
         log::info!("listening on {addr}");
         Ok(Listener { shared, fd, addr })
     }

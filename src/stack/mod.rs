@@ -20,7 +20,7 @@ use crate::sys::net::{parse_addr, set_nodelay, tcp_socket, to_sockaddr};
 use listener::Listener;
 use parking_lot::Mutex;
 use crate::sys::event::{Epoll, EventFd};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::{Arc, Weak};
 use crate::cycles::Stamp;
@@ -165,7 +165,6 @@ impl Stack {
     pub fn connect(&self, ip: &str, port: u16) -> Result<Arc<Conn>> {
         let addr = parse_addr(ip, port)?;
         let tcp = tcp_socket(&addr)?;
-        set_nodelay(tcp.as_raw_fd());
         let (ss, len) = to_sockaddr(&addr);
         // SAFETY: ss holds a valid address of len bytes.
         if unsafe { libc::connect(tcp.as_raw_fd(), (&ss as *const libc::sockaddr_storage).cast(), len) } < 0 {
@@ -174,7 +173,54 @@ impl Stack {
                 return Err(crate::sys::errno_error(e, format_args!("TCP connect to {addr}")));
             }
         }
-        self.shared.adopt(tcp, Role::Connector, addr.to_string())
+        self.adopt_checked(tcp, Role::Connector, Some(addr))
+    }
+
+    /// A TCP socket the host already has becomes a connection (Ceph's
+    /// `set_accept_fd` pattern): an accepted socket as the acceptor, a
+    /// connected or still connecting one (non-blocking connect in progress)
+    /// as the connector. The socket becomes non-blocking and the connection
+    /// owns it from now on; its QP is created now.
+    pub fn adopt_socket(&self, tcp: OwnedFd, role: Role) -> Result<Arc<Conn>> {
+        self.adopt_checked(tcp, role, None)
+    }
+
+    /// `adopt_socket`; `target` is the address a connector's connect(2) was
+    /// given (named in messages while the connect is in progress).
+    fn adopt_checked(&self, tcp: OwnedFd, role: Role, target: Option<std::net::SocketAddr>) -> Result<Arc<Conn>> {
+        let fd = tcp.as_raw_fd();
+        crate::sys::net::check_tcp_socket(fd, false, "connection")?;
+        let peer = match crate::sys::net::socket_addr(fd, true) {
+            Ok(a) => a.to_string(),
+            Err(e) if e.errno == libc::ENOTCONN && role == Role::Connector => {
+                target.map_or_else(|| "(connect in progress)".to_string(), |a| a.to_string())
+            }
+            Err(e) => {
+                return Err(e.context(format_args!(
+                    "fd {fd} is not a connected socket ({})",
+                    if role == Role::Acceptor { "an acceptor adopts an accepted socket" } else { "nor a connecting one" }
+                )))
+            }
+        };
+        crate::sys::set_nonblocking(fd)?;
+        set_nodelay(fd);
+        self.shared.adopt(tcp, role, peer)
+    }
+
+    /// A listening TCP socket the host already has becomes a listener.
+    pub fn adopt_listener(&self, fd: OwnedFd) -> Result<Listener> {
+        Listener::adopt(self.shared.clone(), fd)
+    }
+
+    /// The host's descriptor `fd` is handed over (the C API's adopt calls):
+    /// `adopt` gets a duplicate, and only when it succeeds is `fd` itself
+    /// closed — on failure it stays open and the host's.
+    pub fn take_over<T>(&self, fd: std::os::fd::RawFd, adopt: impl FnOnce(&Self, OwnedFd) -> Result<T>) -> Result<T> {
+        let dup = crate::sys::dup_cloexec(fd)?;
+        let r = adopt(self, dup)?;
+        // SAFETY: the host handed fd over and the duplicate now serves for it.
+        unsafe { libc::close(fd) };
+        Ok(r)
     }
 
     /// Connections not fully torn down yet (closing ones included).

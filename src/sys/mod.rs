@@ -40,6 +40,17 @@ pub fn set_nonblocking(fd: c_int) -> Result<()> {
     Ok(())
 }
 
+/// A close-on-exec duplicate of `fd`, owned by the caller.
+pub fn dup_cloexec(fd: c_int) -> Result<std::os::fd::OwnedFd> {
+    // SAFETY: fcntl on a caller's fd; the new descriptor is ours.
+    let d = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    if d < 0 {
+        return Err(last_error(format_args!("duplicating fd {fd}")));
+    }
+    // SAFETY: a fresh descriptor nobody else owns.
+    Ok(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(d) })
+}
+
 /// `write(2)` that cannot raise SIGPIPE, for fds that are not sockets
 /// (`send` with MSG_NOSIGNAL covers sockets): SIGPIPE is blocked for the
 /// calling thread during the write, and one it caused is consumed before the

@@ -101,3 +101,59 @@ pub fn so_error(fd: RawFd) -> i32 {
     }
     err
 }
+
+/// An `int` socket option.
+fn int_option(fd: RawFd, level: i32, name: i32) -> Result<i32> {
+    let mut v: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: valid out-pointers for an int option.
+    if unsafe { libc::getsockopt(fd, level, name, (&mut v as *mut i32).cast(), &mut len) } < 0 {
+        return Err(last_error(format_args!("getsockopt on fd {fd}")));
+    }
+    Ok(v)
+}
+
+/// What a socket handed over by the host must be: an IPv4/IPv6 stream
+/// socket, listening (`listening`) or not. `what` names it in messages.
+pub fn check_tcp_socket(fd: RawFd, listening: bool, what: &str) -> Result<()> {
+    if fd < 0 {
+        return Err(Error::new(libc::EBADF, format!("{what}: fd {fd} is not a file descriptor")));
+    }
+    let ty = int_option(fd, libc::SOL_SOCKET, libc::SO_TYPE).map_err(|e| {
+        if e.errno == libc::ENOTSOCK {
+            Error::new(libc::ENOTSOCK, format!("{what}: fd {fd} is not a socket"))
+        } else {
+            e
+        }
+    })?;
+    let family = int_option(fd, libc::SOL_SOCKET, libc::SO_DOMAIN)?;
+    if ty != libc::SOCK_STREAM || (family != libc::AF_INET && family != libc::AF_INET6) {
+        return Err(Error::inval(format!(
+            "{what}: fd {fd} is not a TCP socket (family {family}, type {ty}); the handshake side channel is TCP over \
+             IPv4 or IPv6"
+        )));
+    }
+    let accepting = int_option(fd, libc::SOL_SOCKET, libc::SO_ACCEPTCONN)? != 0;
+    if accepting != listening {
+        return Err(Error::inval(if listening {
+            format!("{what}: fd {fd} is not listening (call listen(2) first, or adopt it as a connection)")
+        } else {
+            format!("{what}: fd {fd} is a listening socket (adopt it as a listener)")
+        }));
+    }
+    Ok(())
+}
+
+/// The local (`getsockname`) or peer (`getpeername`) address of a socket.
+pub fn socket_addr(fd: RawFd, peer: bool) -> Result<SocketAddr> {
+    // SAFETY: zeroed storage is valid; the length is its size.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut l = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let p = (&mut ss as *mut libc::sockaddr_storage).cast();
+    // SAFETY: ss holds l bytes.
+    let r = unsafe { if peer { libc::getpeername(fd, p, &mut l) } else { libc::getsockname(fd, p, &mut l) } };
+    if r < 0 {
+        return Err(last_error(if peer { "getpeername" } else { "getsockname" }));
+    }
+    from_sockaddr(&ss).ok_or_else(|| Error::new(libc::EAFNOSUPPORT, format!("fd {fd} has an address of family {}", ss.ss_family)))
+}
