@@ -116,4 +116,8 @@ options! {
     /// ibstack extension: TCP keepalive idle time of the handshake side channel, in seconds (0 = off); a peer host that vanishes is reported after about twice this
     "ibstack_tcp_keepalive" => tcp_keepalive: u32 = 30, Uint,
         range(0..=86400, "keepalive idle times are at most a day (86400 s)");
+
+    /// ibstack extension: longest a stream connection's TCP connect and cm_meta handshake may take, in milliseconds (0 = no limit); a peer that stays silent or trickles is then failed with ETIMEDOUT naming the stage, freeing its QP and receive buffers
+    "ibstack_handshake_timeout_ms" => handshake_timeout_ms: u32 = 5000, Uint,
+        range(0..=U32_MAX, WHY_U32);
 }

@@ -91,6 +91,45 @@ impl Handshake {
         }
     }
 
+    /// Where the exchange stands, for messages: what it waits for.
+    pub fn stage_name(&self) -> String {
+        match &self.stage {
+            Stage::Send(_, Next::AwaitReply) => "sending record #1 (connector's)".into(),
+            Stage::Send(_, Next::AwaitAck) => "sending record #2 (acceptor's reply)".into(),
+            Stage::Send(_, Next::Finished) => "sending record #3 (connector's ack)".into(),
+            Stage::Recv(r, e) => {
+                let which = match e {
+                    Expect::Syn => "the connector's record #1",
+                    Expect::Reply => "the acceptor's record #2",
+                    Expect::Ack => "the connector's record #3",
+                };
+                format!("waiting for {which} ({} of {} bytes received)", r.bytes_so_far(), crate::handshake::RECORD_LEN)
+            }
+            Stage::Done => "after the exchange".into(),
+            Stage::Failed(_) => "after a failure".into(),
+        }
+    }
+
+    /// The caller's deadline passed: fails the exchange with ETIMEDOUT naming
+    /// the stage reached (counted as a handshake error) and returns the error.
+    pub fn expire(&mut self, qp: &QueuePair, peer: &str, timeout_ms: u32) -> Error {
+        if let Stage::Failed(e) = &self.stage {
+            return e.clone();
+        }
+        let e = Error::new(
+            libc::ETIMEDOUT,
+            format!(
+                "QP {}: cm_meta handshake with {peer} timed out after {timeout_ms} ms {} (ibstack_handshake_timeout_ms)",
+                qp.qp_num(),
+                self.stage_name()
+            ),
+        );
+        qp.env.counters.handshake_errors.fetch_add(1, Relaxed);
+        let e = qp.fail(e);
+        self.stage = Stage::Failed(e.clone());
+        e
+    }
+
     /// Advances as far as the fd allows. Errors are final: the QP is not
     /// usable for this peer (the caller retires it with `to_dead`).
     pub fn step(&mut self, qp: &QueuePair, fd: RawFd) -> Result<Progress> {

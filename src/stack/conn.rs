@@ -65,6 +65,8 @@ struct State {
     tcp_eof: Option<Instant>,
     /// `shutdown` posted the close SEND: no more sends, receiving goes on.
     shut_wr: bool,
+    /// When the TCP connect and handshake must be done (ibstack_handshake_timeout_ms; None = no limit).
+    hs_deadline: Option<Instant>,
 }
 
 impl State {
@@ -107,6 +109,8 @@ impl Conn {
         let notify = EventFd::new()?;
         let hs = Handshake::new(role, &qp);
         let tcp_fd = tcp.as_raw_fd();
+        let hs_ms = shared.disp.ib().config().handshake_timeout_ms;
+        let hs_deadline = (hs_ms > 0).then(|| Instant::now() + std::time::Duration::from_millis(hs_ms as u64));
         Ok(Arc::new(Conn {
             shared,
             qp,
@@ -123,6 +127,7 @@ impl Conn {
                 peer_fin: false,
                 tcp_eof: None,
                 shut_wr: false,
+                hs_deadline,
             }),
             send_lock: Mutex::new(Vec::with_capacity(MAX_CHUNKS_PER_SEND)),
             parked: AtomicBool::new(false),
@@ -170,7 +175,29 @@ impl Conn {
         if let Some(e) = &st.error {
             return Err(e.clone());
         }
-        Ok(matches!(st.phase, Phase::Connected))
+        let pending = matches!(st.phase, Phase::Connecting | Phase::Handshaking);
+        let connected = matches!(st.phase, Phase::Connected);
+        drop(st);
+        if pending {
+            self.quiet_while_handshaking();
+        }
+        Ok(connected)
+    }
+
+    /// The host looked during the handshake and found nothing to do: reset
+    /// the eventfd so a level-triggered waiter sleeps until the handshake
+    /// ends or fails (those wake it again), instead of spinning on it.
+    fn quiet_while_handshaking(&self) {
+        if self.signaled.swap(false, AcqRel) {
+            self.notify.drain();
+            // The handshake may have ended between the caller's look and the reset.
+            let st = self.st.lock();
+            let changed = st.error.is_some() || !matches!(st.phase, Phase::Connecting | Phase::Handshaking);
+            drop(st);
+            if changed {
+                self.wake_always();
+            }
+        }
     }
 
     pub fn error_message(&self) -> String {
@@ -466,9 +493,12 @@ impl Conn {
             Phase::Connected => {}
             // Data that raced ahead of record #3 waits for the handshake (Ceph's rule).
             Phase::Connecting | Phase::Handshaking => {
-                return Err(st.error.clone().unwrap_or_else(|| {
-                    Error::new(libc::EAGAIN, "the handshake is still in progress: wait for the connection's fd")
-                }))
+                if let Some(e) = st.error.clone() {
+                    return Err(e);
+                }
+                drop(st);
+                self.quiet_while_handshaking();
+                return Err(Error::new(libc::EAGAIN, "the handshake is still in progress: wait for the connection's fd"));
             }
             Phase::Closing | Phase::Done => return Err(Error::new(libc::EBADF, "the connection was closed")),
         }
@@ -562,6 +592,59 @@ impl Conn {
                 format!("the peer {} closed the TCP side channel without its close SEND (process gone?)", self.peer),
             ));
         }
+    }
+
+    /// The handshake deadline while the TCP connect or the handshake is
+    /// still running and has not failed.
+    pub(super) fn handshake_deadline(&self) -> Option<Instant> {
+        let st = self.st.lock();
+        match st.phase {
+            Phase::Connecting | Phase::Handshaking if st.error.is_none() => st.hs_deadline,
+            _ => None,
+        }
+    }
+
+    /// The handshake deadline passed: fail with ETIMEDOUT naming the stage,
+    /// and shut the TCP socket down so the peer sees the refusal. The host
+    /// then closes the connection (its fd fires), which frees the QP.
+    pub(super) fn expire_handshake(&self) {
+        let e = {
+            let mut st = self.st.lock();
+            if st.error.is_some() || !matches!(st.phase, Phase::Connecting | Phase::Handshaking) {
+                return;
+            }
+            let ms = self.shared.disp.ib().config().handshake_timeout_ms;
+            match (st.phase, st.hs.as_mut()) {
+                (Phase::Handshaking, Some(hs)) => hs.expire(&self.qp, &self.peer, ms),
+                _ => {
+                    self.shared.disp.env().counters.handshake_errors.fetch_add(1, Relaxed);
+                    Error::new(
+                        libc::ETIMEDOUT,
+                        format!("QP {}: TCP connect to {} timed out after {ms} ms (ibstack_handshake_timeout_ms)", self.qp_num(), self.peer),
+                    )
+                }
+            }
+        };
+        self.fault(e);
+        // SAFETY: our own socket; shutdown on a dead socket only fails.
+        unsafe { libc::shutdown(self.tcp_fd, libc::SHUT_RDWR) };
+    }
+
+    /// The earliest moment the poller must look at this connection again
+    /// without any event: end of the EOF grace, of the linger, or the
+    /// handshake deadline.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let st = self.st.lock();
+        let eof = st.tcp_eof.map(|t| t + EOF_GRACE);
+        let linger = match (st.phase, st.closing_since) {
+            (Phase::Closing, Some(t)) => Some(t + LINGER),
+            _ => None,
+        };
+        let hs = match st.phase {
+            Phase::Connecting | Phase::Handshaking if st.error.is_none() => st.hs_deadline,
+            _ => None,
+        };
+        [eof, linger, hs].into_iter().flatten().min()
     }
 
     pub(super) fn eof_pending(&self) -> bool {

@@ -19,12 +19,12 @@ use conn::Conn;
 use crate::sys::net::{parse_addr, set_nodelay, tcp_socket, to_sockaddr};
 use listener::Listener;
 use parking_lot::Mutex;
-use crate::sys::event::{Epoll, EventFd};
+use crate::sys::event::{Epoll, EventFd, TimerFd};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::{Arc, Weak};
 use crate::cycles::Stamp;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 // epoll tokens of the stack's own fds; connections use their QP number.
 const TOKEN_BASE: u64 = 1 << 40;
@@ -32,6 +32,7 @@ const TOKEN_WAKE: u64 = TOKEN_BASE;
 const TOKEN_TX_CQ: u64 = TOKEN_BASE + 1;
 const TOKEN_RX_CQ: u64 = TOKEN_BASE + 2;
 const TOKEN_ASYNC: u64 = TOKEN_BASE + 3;
+const TOKEN_TIMER: u64 = TOKEN_BASE + 4;
 /// How long the poller sleeps when idle before checking for shutdown.
 const SLEEP_MS: i32 = 100;
 /// While busy, TCP sockets and closing connections are checked this often (µs).
@@ -41,6 +42,11 @@ pub struct Shared {
     pub(crate) disp: Arc<Dispatcher>,
     pub(crate) ep: Epoll,
     wake: EventFd,
+    /// Fires at the earliest connection deadline (EOF grace, linger,
+    /// handshake timeout), so a sleeping host or thread wakes for it.
+    timer: TimerFd,
+    /// What `timer` is armed for (None = disarmed), to skip redundant syscalls.
+    timer_at: Mutex<Option<Instant>>,
     conns: Mutex<crate::qpn_map::QpnMap<Arc<Conn>>>,
     pending: Mutex<Vec<Weak<Conn>>>,
     /// `wake_pending`'s list, kept (with `pending`) so parking allocates nothing once warm.
@@ -76,17 +82,21 @@ impl Stack {
         let disp = Arc::new(Dispatcher::new(ib, mem)?);
         let ep = Epoll::new()?;
         let wake = EventFd::new()?;
+        let timer = TimerFd::new()?;
         let [tx_fd, rx_fd, async_fd] = disp.wait_fds();
         let inn = libc::EPOLLIN as u32;
         ep.add(wake.fd(), inn, TOKEN_WAKE)?;
         ep.add(tx_fd, inn, TOKEN_TX_CQ)?;
         ep.add(rx_fd, inn, TOKEN_RX_CQ)?;
         ep.add(async_fd, inn, TOKEN_ASYNC)?;
+        ep.add(timer.fd(), inn, TOKEN_TIMER)?;
         let max_inflight = if cfg.max_inflight_per_conn == 0 { (tx_total / 2).max(1) } else { cfg.max_inflight_per_conn };
         let shared = Arc::new(Shared {
             disp,
             ep,
             wake,
+            timer,
+            timer_at: Mutex::new(None),
             conns: Mutex::new(Default::default()),
             pending: Mutex::new(Vec::new()),
             waking: Mutex::new(Vec::new()),
@@ -350,6 +360,10 @@ impl Shared {
                 TOKEN_WAKE => self.wake.drain(),
                 TOKEN_TX_CQ | TOKEN_RX_CQ => self.disp.consume_channel_events(),
                 TOKEN_ASYNC => self.disp.handle_async_events(),
+                TOKEN_TIMER => {
+                    self.timer.drain();
+                    *self.timer_at.lock() = None;
+                }
                 qpn => {
                     if let Some(c) = self.conn(qpn as u32) {
                         serviced += 1;
@@ -367,21 +381,45 @@ impl Shared {
         Ok(serviced)
     }
 
-    /// Retires closing connections whose sends were all acknowledged.
+    /// Retires closing connections whose sends were all acknowledged,
+    /// fails handshakes past their deadline, decides pending EOFs, then arms
+    /// the timer for the earliest deadline left.
     fn retire_closed(&self) {
-        let (due, eof): (Vec<Arc<Conn>>, Vec<Arc<Conn>>) = {
+        let (due, eof, late): (Vec<Arc<Conn>>, Vec<Arc<Conn>>, Vec<Arc<Conn>>) = {
             let conns = self.conns.lock();
+            let now = Instant::now();
             (
                 conns.values().filter(|c| c.is_closing() && c.close_due()).cloned().collect(),
                 conns.values().filter(|c| c.eof_pending()).cloned().collect(),
+                conns.values().filter(|c| c.handshake_deadline().is_some_and(|d| d <= now)).cloned().collect(),
             )
         };
+        for c in late {
+            c.expire_handshake();
+        }
         for c in eof {
             c.check_eof();
         }
         for c in due {
             self.conns.lock().remove(&c.qp_num());
             c.finish();
+        }
+        self.arm_timer();
+    }
+
+    /// Arms the timer for the earliest pending connection deadline (or
+    /// disarms it); a syscall only when that deadline changed.
+    fn arm_timer(&self) {
+        let next = self.conns.lock().values().filter_map(|c| c.next_deadline()).min();
+        let mut at = self.timer_at.lock();
+        if *at == next {
+            return;
+        }
+        // 1 ms late rather than early: the checks compare with `>=`.
+        let delay = next.map(|d| d.saturating_duration_since(Instant::now()) + Duration::from_millis(1));
+        match self.timer.set(delay) {
+            Ok(()) => *at = next,
+            Err(e) => log::error!("arming the stack's deadline timer: {e}"),
         }
     }
 
