@@ -89,6 +89,7 @@ elif [ "$mode" = vm ]; then
     # hostile peers, careless callers, dying links (each scenario prints "# saw: ..." and its time)
     for q in srq nosrq; do
         for m in deadlines handshake; do run "test_faults_rxe $m $q (so)" "$build/test_faults_rxe.so" $m $q; done
+        [ "$q" = srq ] && run "test_faults_rxe keepalive $q (so)" "$build/test_faults_rxe.so" keepalive $q
     done
     # the examples, as the README demo runs them: one server, two clients (1 + 4 connections)
     ex_opts="-o ms_async_rdma_device_name=rxe0 -o ms_async_rdma_gid_idx=1 -o ms_async_rdma_buffer_size=16384 \

@@ -396,9 +396,57 @@ static void mode_handshake(int srq) {
     ibstack_stack_free(s);
 }
 
+/* ================================================================== keepalive (D) */
+
+/* An idle connection whose peer host vanished without a FIN: all loopback
+ * traffic is dropped (netem loss 100% on lo; the RDMA path is untouched) and
+ * only the side channel's TCP keepalive can notice. With
+ * ibstack_tcp_keepalive = 1 (probes after 1 s idle, 3 probes 1 s apart) both
+ * ends must fault within a few seconds; with keepalive off, nothing does. */
+static void keepalive_case(int srq, const char *ka, double wait_s) {
+    const char *extra[] = {"ibstack_stack_thread", "false", "ibstack_tcp_keepalive", ka, NULL};
+    ibstack_stack *s = NULL;
+    CHECK_RC(stack_open(&s, srq, extra), 0, "keepalive %s s: host-driven stack (%s)", ka, qname(srq));
+    if (!s) return;
+    ibstack_listener *l = NULL;
+    ibstack_conn *c = NULL, *a = NULL;
+    CHECK_RC(ibstack_listen(s, TEST_IP, 0, &l), 0, "listener");
+    CHECK_RC(ibstack_connect(s, TEST_IP, (uint16_t)ibstack_listener_port(l), &c), 0, "connect");
+    CHECK_RC(accept_wait(s, 1, l, 10, &a), 0, "accept");
+    CHECK(conn_wait_connected(s, 1, c, 10) == 1 && conn_wait_connected(s, 1, a, 10) == 1, "connected");
+    CHECK(system("/usr/sbin/tc qdisc add dev lo root netem loss 100%") == 0, "all loopback traffic dropped from now on");
+    double t0 = now_s(), tc = -1, ta = -1;
+    while (now_s() < t0 + wait_s && (tc < 0 || ta < 0)) {
+        stack_service(s, 1, 20);
+        if (tc < 0 && ibstack_conn_is_connected(c) < 0) tc = now_s() - t0;
+        if (ta < 0 && ibstack_conn_is_connected(a) < 0) ta = now_s() - t0;
+    }
+    CHECK(system("/usr/sbin/tc qdisc del dev lo root") == 0, "loopback traffic restored");
+    if (strcmp(ka, "0")) {
+        CHECK(tc >= 0 && ta >= 0, "keepalive %s s: both ends of the idle connection faulted (connector after %.1f s, acceptor after %.1f s)",
+              ka, tc, ta);
+        CHECK(tc < 12 && ta < 12, "within about three keepalive periods plus the probes");
+        printf("# keepalive %s s: the application saw: %s\n", ka, conn_msg(c));
+        CHECK(strstr(conn_msg(c), "TCP side channel") != NULL, "the error names the TCP side channel");
+    } else {
+        CHECK(tc < 0 && ta < 0, "keepalive off: after %.0f s nothing noticed the vanished peer (why the option exists)", wait_s);
+    }
+    ibstack_conn_close(c);
+    ibstack_conn_close(a);
+    ibstack_listener_free(l);
+    wait_torn_down(s, 1, 15);
+    CHECK(ibstack_stack_conn_count(s) == 0, "keepalive %s s: connections retired", ka);
+    ibstack_stack_free(s);
+}
+
+static void mode_keepalive(int srq) {
+    keepalive_case(srq, "0", 6);
+    keepalive_case(srq, "1", 15);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3 || (strcmp(argv[2], "srq") && strcmp(argv[2], "nosrq"))) {
-        fprintf(stderr, "usage: %s deadlines|handshake srq|nosrq\n", argv[0]);
+        fprintf(stderr, "usage: %s deadlines|handshake|keepalive srq|nosrq\n", argv[0]);
         return 2;
     }
     int srq = strcmp(argv[2], "srq") == 0;
@@ -410,6 +458,8 @@ int main(int argc, char **argv) {
         mode_deadlines(srq);
     } else if (!strcmp(m, "handshake")) {
         mode_handshake(srq);
+    } else if (!strcmp(m, "keepalive")) {
+        mode_keepalive(srq);
     } else {
         fprintf(stderr, "%s: unknown mode\n", argv[0]);
         return 2;
