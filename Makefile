@@ -8,8 +8,9 @@
 #   $LIBDIR/libibstack.so.X.Y.Z, libibstack.so.X -> .X.Y.Z (the soname), libibstack.so -> .X,
 #   $LIBDIR/libibstack.a, $LIBDIR/pkgconfig/ibstack.pc (prefix and libdir filled in),
 #   $INCLUDEDIR/ibstack.h, $DOCDIR/README.md (the operator's part of README.md) and
-#   $DOCDIR/examples/systemd/*.conf; and, when cargo built them, $LIBDIR/libibstack_preload.so
-#   and $BINDIR/ibstack-doctor.
+#   $DOCDIR/examples/systemd/*.conf; and, when cargo built them, $LIBDIR/ibstack/libibstack_preload.so
+#   (a private directory: it is only ever named by LD_PRELOAD, never linked, so it needs no
+#   soname and stays out of ldconfig's way) and $BINDIR/ibstack-doctor.
 
 CARGO      ?= cargo
 PREFIX     ?= /usr/local
@@ -70,7 +71,7 @@ install: build
 	chmod 0644 $(D)/README.md
 	$(INSTALL) -m 0644 dist/systemd/*.conf $(D)/examples/systemd/
 	@for f in $(PRELOAD); do \
-	  if [ -f $(TARGET)/$$f ]; then echo "$(INSTALL) -m 0644 $(TARGET)/$$f $(L)/$$f"; $(INSTALL) -m 0644 $(TARGET)/$$f $(L)/$$f || exit 1; \
+	  if [ -f $(TARGET)/$$f ]; then echo "$(INSTALL) -D -m 0644 $(TARGET)/$$f $(L)/ibstack/$$f"; $(INSTALL) -D -m 0644 $(TARGET)/$$f $(L)/ibstack/$$f || exit 1; \
 	  else echo "install: skip $$f (not built)"; fi; done
 	@for f in $(TOOLS); do \
 	  if [ -f $(TARGET)/$$f ]; then echo "$(INSTALL) -D -m 0755 $(TARGET)/$$f $(B)/$$f"; $(INSTALL) -D -m 0755 $(TARGET)/$$f $(B)/$$f || exit 1; \
@@ -78,5 +79,6 @@ install: build
 
 uninstall:
 	rm -f $(L)/$(REALNAME) $(L)/$(SONAME) $(L)/libibstack.so $(L)/libibstack.a $(L)/pkgconfig/ibstack.pc \
-	      $(I)/ibstack.h $(addprefix $(L)/,$(PRELOAD)) $(addprefix $(B)/,$(TOOLS))
+	      $(I)/ibstack.h $(addprefix $(L)/ibstack/,$(PRELOAD)) $(addprefix $(B)/,$(TOOLS))
+	-rmdir $(L)/ibstack 2>/dev/null
 	rm -rf $(D)
