@@ -47,7 +47,8 @@ if [ "$mode" = host ]; then
     echo "# --- library checks"
     check "nm -D exports only ibstack_* symbols" \
         sh -c "test -z \"\$(nm -D --defined-only '$lib' | awk '{print \$3}' | grep -v '^ibstack_' | grep -v '^IBSTACK_')\""
-    check "nm -D exports ibstack_version" sh -c "nm -D --defined-only '$lib' | grep -q ' ibstack_version\$'"
+    check "nm -D exports ibstack_version under a version node IBSTACK_0.*" \
+        sh -c "nm -D --defined-only '$lib' | grep -q ' ibstack_version@@IBSTACK_0\.[0-9]*\$'"
     check "readelf shows the soname libibstack.so.0" sh -c "readelf -d '$lib' | grep -q 'Library soname: \[libibstack.so.0\]'"
     check "the header declares only ibstack_/IBSTACK_ names" \
         sh -c "! grep -E '^(#define |typedef |[a-z].*\\()' '$stage/include/ibstack.h' | grep -v -E 'IBSTACK_|ibstack_|__cplusplus'"
