@@ -47,12 +47,14 @@ fn main() {
         .replace("@INCLUDEDIR@", "${prefix}/include");
     fs::write(out.join("ibstack.pc"), pc).unwrap();
 
-    // ---- soname and exported symbols of the cdylib
+    // ---- soname and exported symbols of the cdylib (rustc-link-arg, not
+    // rustc-cdylib-link-arg: cargo passes the latter on to every cdylib that
+    // depends on this package, such as libibstack_preload.so)
     let map = out.join("ibstack.map");
     fs::write(&map, format!("IBSTACK_{major} {{\n  global:\n    ibstack_*;\n  local:\n    *;\n}};\n")).unwrap();
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libibstack.so.{major}");
-        println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", map.display());
+        println!("cargo:rustc-link-arg=-Wl,-soname,libibstack.so.{major}");
+        println!("cargo:rustc-link-arg=-Wl,--version-script={}", map.display());
     }
     println!("cargo:rustc-env=IBSTACK_RDMA_SYS_VERSION=0.3.0");
 }
