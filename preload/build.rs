@@ -1,7 +1,11 @@
-//! The guard is for LD_PRELOAD only: its version script exports exactly the
-//! libibverbs functions it interposes, each under libibverbs' own symbol
-//! version, so a program's versioned references (ibv_modify_qp@IBVERBS_1.1)
-//! bind to it; everything else (the ibstack code inside) stays local.
+//! The guard is for LD_PRELOAD only: its version scripts export exactly the
+//! libibverbs functions it interposes and keep everything else (the ibstack
+//! code inside, its ibstack_* C API included) local. The script names each
+//! function under libibverbs' own version node; rustc's anonymous export list
+//! (rust-lld merges it first) leaves the definitions unversioned, and the
+//! dynamic loader binds a versioned reference (ibv_modify_qp@IBVERBS_1.1 in
+//! Ceph) to an unversioned definition of the same name, so either way a
+//! preloaded guard is found first. scripts/guard-vm checks the exported set.
 
 use std::env;
 use std::fs;

@@ -550,8 +550,8 @@ fn check_gid(ctx: &Context, port: &PortAttr, cfg: &Config, nets: &[(u32, u32)], 
             Status::Problem,
             format!(
                 "ms_async_rdma_gid_idx = {idx} is an empty slot of {name} port {p}'s GID table: Ceph takes the \
-                 all-zero GID without complaint, then every connection fails in modify_qp_to_rtr with '(22) \
-                 Invalid argument' (or its peer's does) and the daemon aborts in ceph_assert(!r); {valid}; fix: \
+                 all-zero GID without complaint, then every connection fails in modify_qp_to_rtr ('(22) \
+                 Invalid argument', '(61) No data available' on newer kernels; or its peer's does) and the daemon aborts in ceph_assert(!r); {valid}; fix: \
                  set ms_async_rdma_gid_idx to a populated index"
             ),
         ));
@@ -616,7 +616,7 @@ fn check_gid(ctx: &Context, port: &PortAttr, cfg: &Config, nets: &[(u32, u32)], 
         ));
         return;
     }
-    out.push(Check::new("gid", Status::Ok, format!("GID index {} ; {addr_note}", describe_entry(&entry))));
+    out.push(Check::new("gid", Status::Ok, format!("GID index {}; {addr_note}", describe_entry(&entry))));
 }
 
 // ------------------------------------------------------------------ MTU, queues
@@ -1092,6 +1092,18 @@ mod tests {
         assert_eq!(c[0].status, Status::Ok, "{:?}", c);
         let c = check_ms_types(&loaded("[global]\nfsid = 1\n"), &t);
         assert_eq!(c[0].status, Status::Note);
+    }
+
+    #[test]
+    fn values_follow_sections_then_the_command_line() {
+        let l = loaded("[global]\nms_type = async+posix\npublic network = 10.0.0.0/8\n[osd]\nms_type = async+rdma\n[osd.2]\nms_cluster_type = async+posix\n");
+        assert_eq!(l.value("osd.2", "ms_type", &[]).as_deref(), Some("async+rdma"));
+        assert_eq!(l.value("mon.a", "ms_type", &[]).as_deref(), Some("async+posix"));
+        assert_eq!(l.value("osd.2", "public_network", &[]).as_deref(), Some("10.0.0.0/8"));
+        assert_eq!(l.value("osd.1", "ms_cluster_type", &[]), None);
+        let ov = vec![("ms-type".to_string(), "async+posix".to_string())];
+        assert_eq!(l.value("osd.2", "ms_type", &ov).as_deref(), Some("async+posix"));
+        assert_eq!(ms_types(&l, "osd.2", &[]), ("async+rdma".into(), "async+posix".into(), true));
     }
 
     #[test]
