@@ -8,6 +8,7 @@
  *   guard_verbs errno   an RC QP in RTS on itself, a chain of sends far longer
  *                       than its send queue posted in one ibv_post_send after
  *                       errno = EINPROGRESS; prints "post_send returned R errno E"
+ *   guard_verbs bigcq   ibv_create_cq with twice the device's max_cqe; prints the outcome
  *
  * Exit status: 0 when the call was made as described, 3 when the situation could
  * not be set up (device, QP), 4 when the long chain was accepted (no failure). */
@@ -112,9 +113,25 @@ static int mode_errno(void) {
     return rc ? 0 : 4;
 }
 
+static int mode_bigcq(void) {
+    int n = 0;
+    struct ibv_device **list = ibv_get_device_list(&n);
+    if (!list || n == 0) return fail("ibv_get_device_list");
+    struct ibv_context *ctx = ibv_open_device(list[0]);
+    ibv_free_device_list(list);
+    if (!ctx) return fail("ibv_open_device");
+    struct ibv_device_attr a;
+    if (ibv_query_device(ctx, &a)) return fail("ibv_query_device");
+    struct ibv_cq *cq = ibv_create_cq(ctx, 2 * a.max_cqe, NULL, NULL, 0);
+    printf("ibv_create_cq(%d entries, max_cqe %d): %s\n", 2 * a.max_cqe, a.max_cqe, cq ? "created" : strerror(errno));
+    if (cq) ibv_destroy_cq(cq);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     if (argc == 2 && !strcmp(argv[1], "mtu")) return mode_mtu();
     if (argc == 2 && !strcmp(argv[1], "errno")) return mode_errno();
-    fprintf(stderr, "usage: %s mtu | errno\n", argv[0]);
+    if (argc == 2 && !strcmp(argv[1], "bigcq")) return mode_bigcq();
+    fprintf(stderr, "usage: %s mtu | errno | bigcq\n", argv[0]);
     return 2;
 }

@@ -55,7 +55,16 @@ check "the call itself still happens and returns what it returns without the gua
     test "$(grep '^ibv_modify_qp' "$R/mtu.plain")" = "$(grep '^ibv_modify_qp' "$R/mtu.guard")" -a -n "$(grep '^ibv_modify_qp' "$R/mtu.plain")"
 check "without the guard nothing names it" lacks "path MTU" "$R/mtu.plain"
 
-say "A3. programs that never call verbs"
+say "A3. a completion queue twice the device's max_cqe"
+"$V" bigcq > "$R/cq.plain" 2>&1
+LD_PRELOAD=$P "$V" bigcq > "$R/cq.guard" 2>&1
+show "$R/cq.guard"
+check "the guard names the CQ size against max_cqe before the call" \
+    has "^ibstack guard: ibv_create_cq: cqe [0-9]+ > the device's max_cqe [0-9]+" "$R/cq.guard"
+check "the creation's outcome is the same with and without the guard" \
+    test "$(grep '^ibv_create_cq' "$R/cq.plain")" = "$(grep '^ibv_create_cq' "$R/cq.guard")"
+
+say "A4. programs that never call verbs"
 /bin/true > "$R/true.plain" 2>&1; t1=$?
 LD_PRELOAD=$P /bin/true > "$R/true.guard" 2>&1; t2=$?
 check "/bin/true with the guard preloaded: same status, no output" sh -c "[ $t1 -eq $t2 ] && cmp -s $R/true.plain $R/true.guard && [ ! -s $R/true.guard ]"

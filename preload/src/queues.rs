@@ -36,10 +36,12 @@ fn qp_sizes(c: &sys::ibv_qp_cap, l: &Limits, srq: bool) -> Vec<String> {
 
 const QUEUE_FIX: &str = "lower ms_async_rdma_send_buffers / ms_async_rdma_receive_queue_len (Ceph clamps them to \
                          max_qp_wr / max_srq_wr only at init)";
+const CQ_FIX: &str = "Ceph asks for a fixed 30000 entries per completion queue: a device with a smaller max_cqe cannot \
+                      carry Ceph's RDMA messenger unchanged";
 
-fn before(call: &str, problems: &[String]) {
+fn before(call: &str, problems: &[String], fix: &str) {
     if !problems.is_empty() {
-        crate::report::problem(&format!("{call}: {}: the provider will refuse or shrink it; {QUEUE_FIX}", problems.join(", ")));
+        crate::report::problem(&format!("{call}: {}: the provider will refuse or shrink it; {fix}", problems.join(", ")));
     }
 }
 
@@ -60,7 +62,7 @@ pub unsafe extern "C" fn ibv_create_qp(pd: *mut sys::ibv_pd, init: *mut sys::ibv
         // SAFETY: pd and init are the caller's live objects.
         crate::report::shielded(|| unsafe {
             if let Some(l) = limits((*pd).context) {
-                before("ibv_create_qp", &qp_sizes(&(*init).cap, &l, !(*init).srq.is_null()));
+                before("ibv_create_qp", &qp_sizes(&(*init).cap, &l, !(*init).srq.is_null()), QUEUE_FIX);
             }
         });
     }
@@ -88,6 +90,7 @@ pub unsafe extern "C" fn ibv_create_srq(pd: *mut sys::ibv_pd, init: *mut sys::ib
                 before(
                     "ibv_create_srq",
                     &over(&[("max_wr", a.max_wr as u64, "max_srq_wr", l.max_srq_wr), ("max_sge", a.max_sge as u64, "max_srq_sge", l.max_srq_sge)]),
+                    QUEUE_FIX,
                 );
             }
         });
@@ -122,7 +125,7 @@ pub unsafe extern "C" fn ibv_create_cq(
         // SAFETY: ctx is the caller's open context.
         crate::report::shielded(|| unsafe {
             if let Some(l) = limits(ctx) {
-                before("ibv_create_cq", &over(&[("cqe", cqe.max(0) as u64, "max_cqe", l.max_cqe)]));
+                before("ibv_create_cq", &over(&[("cqe", cqe.max(0) as u64, "max_cqe", l.max_cqe)]), CQ_FIX);
             }
         });
     }
