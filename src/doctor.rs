@@ -152,13 +152,10 @@ pub fn load(t: &Target) -> (Option<Loaded>, Check) {
     if let Err(e) = cfg.load_str(&text, &origin, &t.section) {
         return (None, Check::new("config", Status::Problem, format!("{e}")));
     }
-    let mut ignored = Vec::new();
     for (k, v) in &t.overrides {
-        if cfg.set(k, v).is_err() {
-            ignored.push(k.as_str());
-        }
+        // keys of other subsystems (ms_type, ...) are not options: Loaded::value reads them
+        let _ = cfg.set(k, v);
     }
-    let _ = ignored; // keys of other subsystems (ms_type, ...) are read through Loaded::value
     let text_ok = format!("{origin} read for [{}] ({} command-line option(s))", t.section, t.overrides.len());
     (Some(Loaded { cfg, text }), Check::new("config", Status::Ok, text_ok))
 }

@@ -98,7 +98,7 @@ pub unsafe fn gid(ctx: *mut sys::ibv_context, port: u8, index: u32) -> Option<Gi
     (gid != [0u8; 16]).then(|| GidEntry { gid, index: e.gid_index, gid_type: GidType::from_raw(e.gid_type), ndev_ifindex: e.ndev_ifindex })
 }
 
-/// "0 = fe80::… (RoCE v2), 1 = ::ffff:10.0.0.1 (RoCE v2)": the populated entries.
+/// "0 = fe80::… (RoCE v2), 1 = 10.0.0.1 (RoCE v2)": the populated entries, written as the doctor writes them.
 ///
 /// # Safety
 /// `ctx` must be an open context.
@@ -107,11 +107,9 @@ pub unsafe fn valid_gids(ctx: *mut sys::ibv_context, port: u8, tbl: i32) -> Stri
     for i in 0..tbl.clamp(0, 256) as u32 {
         // SAFETY: ctx is open (caller).
         if let Some(g) = unsafe { gid(ctx, port, i) } {
-            v.push(format!(
-                "{i} = {} ({})",
-                ibstack::text::gid_to_string(&g.gid),
-                g.gid_type.map(|t| t.name()).unwrap_or("type unknown")
-            ));
+            let ip = std::net::Ipv6Addr::from(g.gid);
+            let addr = ip.to_ipv4_mapped().map(|a| a.to_string()).unwrap_or_else(|| ip.to_string());
+            v.push(format!("{i} = {addr} ({})", g.gid_type.map(|t| t.name()).unwrap_or("type unknown")));
         }
     }
     if v.is_empty() {
