@@ -57,11 +57,13 @@ fn main() {
     // scripts/abi-check then reports until it is listed). Older nodes are explicit, so
     // a function removed from a released node breaks the link.
     let current = format!("IBSTACK_{major}.{minor}");
+    // (rustc-link-arg, not rustc-cdylib-link-arg: cargo passes the latter on to every
+    // cdylib that depends on this package, such as libibstack_preload.so)
     let map = out.join("ibstack.map");
     fs::write(&map, version_script(&manifest.join("abi/ibstack.abi"), &current)).unwrap();
     if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libibstack.so.{major}");
-        println!("cargo:rustc-cdylib-link-arg=-Wl,--version-script={}", map.display());
+        println!("cargo:rustc-link-arg=-Wl,-soname,libibstack.so.{major}");
+        println!("cargo:rustc-link-arg=-Wl,--version-script={}", map.display());
         version_script_only(&out, &map);
     }
     println!("cargo:rustc-env=IBSTACK_RDMA_SYS_VERSION=0.3.0");
@@ -160,6 +162,6 @@ exec /usr/bin/env ld.bfd "$@"
     .replace("@LLD@", &lld);
     fs::write(&wrapper, body).unwrap();
     fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
-    println!("cargo:rustc-cdylib-link-arg=-fuse-ld=bfd");
-    println!("cargo:rustc-cdylib-link-arg=-B{}/", dir.display());
+    println!("cargo:rustc-link-arg=-fuse-ld=bfd");
+    println!("cargo:rustc-link-arg=-B{}/", dir.display());
 }

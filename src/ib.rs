@@ -35,7 +35,7 @@ fn no_device_message() -> String {
 }
 
 /// If `name` is a network interface, the RDMA devices bound to it.
-fn rdma_devices_of_netdev(name: &str) -> Vec<String> {
+pub fn rdma_devices_of_netdev(name: &str) -> Vec<String> {
     if name.contains('/') || !std::path::Path::new(&format!("/sys/class/net/{name}")).exists() {
         return Vec::new();
     }
@@ -335,7 +335,7 @@ fn size_queues(dev: &DeviceAttr, cfg: &Config, name: &str) -> Result<(u32, u32)>
 
 
 /// "non-empty slots: 0 fe80::… (RoCE v2), 1 ::ffff:10.0.0.1 (RoCE v2)" to help pick an index.
-fn gid_table_summary(ctx: &Context, port: u8, tbl: u32) -> String {
+pub fn gid_table_summary(ctx: &Context, port: u8, tbl: u32) -> String {
     let mut slots = Vec::new();
     for i in 0..tbl.min(256) {
         if let Ok(Some(g)) = ctx.query_gid(port, i) {

@@ -16,6 +16,7 @@ pub mod config;
 pub mod counters;
 pub mod cycles;
 pub mod dispatcher;
+pub mod doctor;
 pub mod errno;
 pub mod error;
 pub mod ffi;

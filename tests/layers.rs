@@ -31,6 +31,8 @@ const LAYERS: &[(&str, u32)] = &[
     ("dispatcher", 9),
     ("stack", 10),
     ("capi", 11),
+    // host checks against a ceph.conf (ibstack-doctor and the guard), beside capi
+    ("doctor", 11),
 ];
 
 /// Names the crate root re-exports, and the module each comes from.

@@ -158,6 +158,27 @@ fn is_c_space(c: char) -> bool {
     matches!(c, ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r')
 }
 
+/// The value a daemon section sees for any ceph.conf key, including keys of
+/// other Ceph subsystems that [`Config`] ignores (`ms_type`,
+/// `public_network`, ...): the sections of `section` in the order of
+/// [`Config::load_str`], the last occurrence in the strongest section
+/// winning. `None` when no applicable section sets it. The key is normalized
+/// ([`normalize_key`]).
+pub fn conf_value(text: &str, origin: &str, section: &str, key: &str) -> Result<Option<String>> {
+    let entries = parse_conf(text, origin)?;
+    let key = normalize_key(key);
+    let wanted = sections_for(section);
+    let mut best: Option<(usize, &ConfEntry)> = None;
+    for e in entries.iter().filter(|e| e.key == key) {
+        let Some(prio) = wanted.iter().position(|s| *s == e.section) else { continue };
+        match best {
+            Some((p, _)) if p > prio => {}
+            _ => best = Some((prio, e)),
+        }
+    }
+    Ok(best.map(|(_, e)| e.value.clone()))
+}
+
 impl Config {
     /// Set one option from its text form. The key is normalized first
     /// ([`normalize_key`]). On error (EINVAL) the configuration is unchanged.

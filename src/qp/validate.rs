@@ -287,6 +287,111 @@ fn check_gid_families(local_gid: &[u8; 16], peer_gid: &[u8; 16]) -> Result<()> {
     Ok(())
 }
 
+/// A raw `ibv_modify_qp` call as another program (Ceph) makes it, in
+/// ibstack's terms: the guard fills it from `struct ibv_qp_attr` and the
+/// attribute mask. Fields are `Some` only when the mask sets them.
+#[derive(Debug, Clone)]
+pub struct ForeignModify {
+    /// The QP's state before the call (queried), when known.
+    pub from: Option<QpState>,
+    /// The target state (`IBV_QP_STATE`).
+    pub to: Option<QpState>,
+    /// `IBV_QP_PATH_MTU`: `enum ibv_mtu`.
+    pub path_mtu: Option<u32>,
+    /// `IBV_QP_AV` with `is_global`: the source GID index and destination GID.
+    pub sgid_index: Option<u32>,
+    pub dgid: Option<[u8; 16]>,
+    /// `IBV_QP_AV`: service level.
+    pub sl: Option<u8>,
+    /// `IBV_QP_MAX_DEST_RD_ATOMIC`.
+    pub max_dest_rd_atomic: Option<u8>,
+    /// `IBV_QP_DEST_QPN` / `IBV_QP_RQ_PSN`.
+    pub dest_qpn: Option<u32>,
+    pub rq_psn: Option<u32>,
+}
+
+/// The port a foreign QP is bound to, read fresh by the caller.
+#[derive(Debug, Clone)]
+pub struct ForeignPort {
+    pub port_num: u8,
+    pub port: PortAttr,
+    /// The entry at the request's sgid_index (None = empty slot or not read).
+    pub sgid_entry: Option<GidEntry>,
+    /// Device attribute `max_qp_rd_atom` (0 = unknown).
+    pub max_qp_rd_atom: i32,
+}
+
+/// Pre-flight checks of a foreign `ibv_modify_qp` (the guard's view of what
+/// Ceph asks): the state order for the moves RESET->INIT->RTR->RTS, and for
+/// INIT->RTR the same attribute checks as [`check_rtr`] where the mask sets
+/// them (port ACTIVE, path MTU vs active MTU, GID index inside the table and
+/// populated, GID type vs link layer, sl, max_dest_rd_atomic, a usable peer
+/// GID of the local GID's family, 24-bit QPN/PSN). The first problem wins.
+pub fn check_foreign_modify(req: &ForeignModify, port: &ForeignPort) -> Result<()> {
+    let Some(to) = req.to else { return Ok(()) };
+    if let Some(from) = req.from {
+        if matches!(to, QpState::Init | QpState::Rtr | QpState::Rts) {
+            check_transition(from, to)?;
+        }
+    }
+    if to != QpState::Rtr {
+        return Ok(());
+    }
+    let sgid = req.sgid_index.unwrap_or(0);
+    let local = LocalFacts {
+        state: req.from.unwrap_or(QpState::Init),
+        port_num: port.port_num,
+        port: port.port.clone(),
+        gid_idx: sgid,
+        gid_now: port.sgid_entry,
+        advertised_gid: port.sgid_entry.map(|e| e.gid).unwrap_or([0; 16]),
+        max_qp_rd_atom: port.max_qp_rd_atom,
+    };
+    let attrs = RtrAttrs {
+        path_mtu: req.path_mtu.unwrap_or(port.port.active_mtu.max(1)),
+        dest_qpn: req.dest_qpn.unwrap_or(2),
+        rq_psn: req.rq_psn.unwrap_or(0),
+        dgid: req.dgid.unwrap_or([0; 16]),
+        dlid: 0,
+        sgid_index: sgid,
+        sl: req.sl.unwrap_or(0),
+        traffic_class: 0,
+        hop_limit: 0,
+        max_dest_rd_atomic: req.max_dest_rd_atomic.unwrap_or(0),
+        min_rnr_timer: 0,
+        port_num: port.port_num,
+    };
+    check_port_active(&local)?;
+    if req.path_mtu.is_some() {
+        check_path_mtu(&local, &attrs)?;
+    }
+    check_sl(local.port.link_layer, &attrs)?;
+    check_rd_atomic(&local, &attrs)?;
+    for (name, v) in [("dest_qp_num", req.dest_qpn), ("rq_psn", req.rq_psn)] {
+        if let Some(v) = v {
+            if v > 0xff_ffff {
+                return Err(Error::inval(format!(
+                    "{name} {v:#x} is wider than 24 bits: the peer's cm_meta record is garbage (a peer of \
+                     another ms_type or a corrupted exchange)"
+                )));
+            }
+        }
+    }
+    let (Some(_), Some(dgid)) = (req.sgid_index, req.dgid) else { return Ok(()) };
+    check_sgid_index(&local, &attrs)?;
+    let entry = current_gid(&local)?;
+    check_gid_type(&local, &entry)?;
+    if is_zero(&dgid) {
+        return Err(Error::inval(format!(
+            "the peer's GID (dgid) is all zero: the peer's ms_async_rdma_gid_idx points at an empty slot of its \
+             GID table (Ceph sends the empty slot without complaint); fix gid_idx on the peer (local GID {} at \
+             index {sgid})",
+            gid_to_string(&entry.gid)
+        )));
+    }
+    check_gid_families(&entry.gid, &dgid)
+}
+
 /// Text for a provider that refuses a transition after validation passed.
 /// `errno` may have either sign.
 pub fn explain_modify_failure(transition: &str, errno: i32, attrs: Option<&RtrAttrs>) -> String {
@@ -612,5 +717,59 @@ mod tests {
         assert!(s.contains("resources"), "{s}");
         let s = explain_modify_failure("RTR->RTS", libc::EPROTO, None);
         assert!(s.contains("provider-specific"), "{s}");
+    }
+
+    fn foreign_fx() -> (ForeignModify, ForeignPort) {
+        let port = PortAttr {
+            state: PortState::Active,
+            max_mtu: 5,
+            active_mtu: 3,
+            gid_tbl_len: 16,
+            lid: 0,
+            link_layer: LinkLayer::Ethernet,
+            max_msg_sz: 1 << 30,
+        };
+        let entry = GidEntry { gid: mapped(1), index: 1, gid_type: Some(GidType::RoceV2), ndev_ifindex: 2 };
+        let req = ForeignModify {
+            from: Some(QpState::Init),
+            to: Some(QpState::Rtr),
+            path_mtu: Some(3),
+            sgid_index: Some(1),
+            dgid: Some(mapped(2)),
+            sl: Some(3),
+            max_dest_rd_atomic: Some(1),
+            dest_qpn: Some(0x11),
+            rq_psn: Some(0),
+        };
+        (req, ForeignPort { port_num: 1, port, sgid_entry: Some(entry), max_qp_rd_atom: 128 })
+    }
+
+    #[test]
+    fn foreign_modify_like_cephs_passes() {
+        let (req, port) = foreign_fx();
+        assert!(check_foreign_modify(&req, &port).is_ok());
+        let rts = ForeignModify { from: Some(QpState::Rtr), to: Some(QpState::Rts), ..req };
+        assert!(check_foreign_modify(&rts, &port).is_ok());
+    }
+
+    #[test]
+    fn foreign_modify_names_each_cause() {
+        let (req, port) = foreign_fx();
+        let mtu = ForeignModify { path_mtu: Some(5), ..req.clone() };
+        let e = check_foreign_modify(&mtu, &port).unwrap_err();
+        assert!(e.msg.contains("path MTU 4096 is above port 1's active MTU 1024"), "{}", e.msg);
+        let empty = ForeignPort { sgid_entry: None, ..port.clone() };
+        let e = check_foreign_modify(&ForeignModify { sgid_index: Some(7), ..req.clone() }, &empty).unwrap_err();
+        assert!(e.msg.contains("GID index 7 is empty"), "{}", e.msg);
+        let e = check_foreign_modify(&ForeignModify { sgid_index: Some(40), ..req.clone() }, &port).unwrap_err();
+        assert!(e.msg.contains("outside port 1's GID table"), "{}", e.msg);
+        let e = check_foreign_modify(&ForeignModify { dgid: Some([0; 16]), ..req.clone() }, &port).unwrap_err();
+        assert!(e.msg.contains("all zero"), "{}", e.msg);
+        let e = check_foreign_modify(&ForeignModify { dgid: Some(link_local(2)), ..req.clone() }, &port).unwrap_err();
+        assert!(e.msg.contains("address family"), "{}", e.msg);
+        let e = check_foreign_modify(&ForeignModify { from: Some(QpState::Reset), ..req.clone() }, &port).unwrap_err();
+        assert!(e.msg.contains("never moved to INIT"), "{}", e.msg);
+        let e = check_foreign_modify(&ForeignModify { dest_qpn: Some(0x1234_5678), ..req }, &port).unwrap_err();
+        assert!(e.msg.contains("24 bits"), "{}", e.msg);
     }
 }
