@@ -37,6 +37,7 @@ typedef struct {
 } seq_ctx;
 
 static _Thread_local seq_ctx C;
+static int seq_trace; /* TRACE=1: every call is printed, for replays */
 static atomic_long seq_total_calls;
 /* a violation found by a regression seed is reported but does not stop the others */
 static int seq_violation_exit = 1;
@@ -123,6 +124,7 @@ static int seq_msg_names(const char *fn) {
 
 /* max < 0: a status (0 or -errno); max >= 0: a count 0..max or -errno */
 static long seq_post_int(const char *fn, long rc, long max, int expect) {
+    if (seq_trace) printf("# %ld.%ld %s %s -> %ld\n", C.seq, C.step, C.op ? C.op : "", fn, rc);
     if (rc > 0 && (max < 0 || rc > max)) seq_fail(fn, "returned %ld (a status is 0 or -errno; count limit %ld)", rc, max);
     if (rc < -4095) seq_fail(fn, "returned %ld, not an errno", rc);
     if (rc == -ENOTRECOVERABLE) seq_fail(fn, "returned -ENOTRECOVERABLE: a panic reached the C boundary");
@@ -135,6 +137,7 @@ static long seq_post_int(const char *fn, long rc, long max, int expect) {
 /* return types that cannot carry an errno (u32, size_t, bool, pointers): V_BAD wants 0 and
  * the message; otherwise anything goes (0 may be a real value) */
 static uintptr_t seq_post_zero(const char *fn, uintptr_t v, int expect) {
+    if (seq_trace) printf("# %ld.%ld %s %s -> %#lx\n", C.seq, C.step, C.op ? C.op : "", fn, (unsigned long)v);
     if (expect == V_BAD) {
         if (v != 0) seq_fail(fn, "returned %#lx for a handle that is not live, want 0/NULL", (unsigned long)v);
         if (!seq_msg_names(fn)) seq_fail(fn, "returned 0 for a handle that is not live without a message naming the function");
@@ -143,6 +146,7 @@ static uintptr_t seq_post_zero(const char *fn, uintptr_t v, int expect) {
 }
 
 static void seq_post_free(const char *fn, int expect) {
+    if (seq_trace) printf("# %ld.%ld %s %s\n", C.seq, C.step, C.op ? C.op : "", fn);
     if (expect == V_BAD) {
         const char *m = seq_msg();
         if (!seq_msg_names(fn) || !strstr(m, "not freed")) seq_fail(fn, "a _free of a handle that is not live left no \"not freed\" message");

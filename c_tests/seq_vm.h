@@ -54,6 +54,7 @@ static qp_slot qps[NQP];
 static ibstack_stack *st;
 static int stacks_made;
 static ibstack_listener *lis[NLIS];
+static unsigned lis_gen[NLIS], st_gen; /* the stack a listener was made on; st_gen counts stacks */
 static ibstack_conn *conns[NCONN];
 static chunk_slot held[NHELD];
 static int nheld;
@@ -663,6 +664,7 @@ static void stack_op(void) {
         if (stacks_made < 2 && ST(V_VALID, ibstack_stack_new, vcfg[rn(2)], &st) == 0) {
             reg(st, T_STACK);
             stacks_made++;
+            st_gen++;
             if (mms[NMM - 1].p) mm_free_slot(NMM - 1); /* the old stack's mem_mgr handle */
             mm_gen[NMM - 1]++;
             held_forget(NMM - 1);
@@ -688,6 +690,10 @@ static void stack_op(void) {
                 ibstack_conn *c = NULL;
                 int room = conn_slot() >= 0;
                 long rc = ST(room ? V_VALID : V_BAD, ibstack_accept, lis[k], room ? &c : NULL);
+                /* nothing polls or drains a freed stack: a connection accepted then would
+                 * never progress and would keep the stack alive (a reference cycle) */
+                if (rc == 0 && !(st && lis_gen[k] == st_gen))
+                    seq_fail("ibstack_accept", "accepted a connection on a listener whose stack was freed");
                 if (rc == 0) conn_add(c);
             }
             break;
@@ -695,6 +701,7 @@ static void stack_op(void) {
         static const char *ips[] = {VM_IP, VM_IP, "127.0.0.1", "0.0.0.0", "not-an-ip", "10.99.0.1:80", "", NULL};
         int ii = (int)rn(8);
         long rc = ST(ii < 4 ? V_VALID : V_BAD, ibstack_listen, st, ips[ii], 0, &lis[k]);
+        lis_gen[k] = st_gen;
         if (rc == 0) reg(lis[k], T_LIS);
         else lis[k] = NULL;
         break;
@@ -704,6 +711,7 @@ static void stack_op(void) {
         if (lis[k]) break;
         int fd = rand_fd(1);
         long rc = ST(V_ANY, ibstack_listener_adopt, st, fd, &lis[k]);
+        lis_gen[k] = st_gen;
         if (rc == 0) reg(lis[k], T_LIS);
         else {
             lis[k] = NULL;
