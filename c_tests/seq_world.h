@@ -113,7 +113,7 @@ static void *pick_bad(int t) {
 
 /* ------------------------------------------------------------------ family probes */
 
-static char pbuf[65536];
+static _Thread_local char pbuf[65536]; /* per thread: the threads mode writes it from several */
 
 /* One random function of family t with p as its handle. V_VALID probes (p live of type t)
  * use only calls that change nothing; V_BAD probes use every function, _free included. */
