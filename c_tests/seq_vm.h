@@ -217,7 +217,7 @@ static void chunk_get(void) {
         if (chance(3)) cap = SIZE_MAX; /* more room claimed than there is: at most ceil(bytes/4096) written */
         if (cap == SIZE_MAX && (bytes == 0 || bytes > 16 * BUFSZ)) bytes = 3 * BUFSZ;
         int nulln = chance(5);
-        long rc = ST(nulln ? V_ANY : V_VALID, ibstack_mem_mgr_get_tx_chunks, mms[i].p, bytes, out, cap, nulln ? NULL : &n);
+        long rc = ST(cap > PTRDIFF_MAX / sizeof *out ? V_BAD : nulln ? V_ANY : V_VALID, ibstack_mem_mgr_get_tx_chunks, mms[i].p, bytes, out, cap, nulln ? NULL : &n);
         size_t got = 0;
         while (got < 16 && out[got]) got++;
         for (size_t k = got; k < 16; k++)
@@ -335,13 +335,13 @@ static void chunk_ops(void) {
     size_t len = chance(80) ? rn(BUFSZ + 10) : rand_size(BUFSZ);
     switch (rn(7)) {
     case 0: {
-        size_t w = (size_t)Z(V_ANY, ibstack_chunk_write, c, chance(5) ? NULL : big, len);
+        size_t w = (size_t)Z(live && len > PTRDIFF_MAX ? V_BAD : V_ANY, ibstack_chunk_write, c, chance(5) ? NULL : big, len);
         size_t room = cap - off;
         if (live && w > (len < room ? len : room)) seq_fail("ibstack_chunk_write", "wrote %zu of %zu with %zu room", w, len, room);
         break;
     }
     case 1: {
-        size_t r = (size_t)Z(V_ANY, ibstack_chunk_read, c, chance(5) ? NULL : big, len);
+        size_t r = (size_t)Z(live && len > PTRDIFF_MAX ? V_BAD : V_ANY, ibstack_chunk_read, c, chance(5) ? NULL : big, len);
         if (live && r > size) seq_fail("ibstack_chunk_read", "read %zu with %u unread", r, size);
         break;
     }
@@ -783,7 +783,7 @@ static void conn_op(void) {
             }
         }
         if (chance(4)) b = NULL, len = 1 + rn(10);
-        long n = CNT(b ? V_VALID : V_BAD, len > INT64_MAX ? INT64_MAX : (long)len, ibstack_conn_send, c, b, len);
+        long n = CNT(b && len <= PTRDIFF_MAX ? V_VALID : V_BAD, len > INT64_MAX ? INT64_MAX : (long)len, ibstack_conn_send, c, b, len);
         if (zc >= 0 && n > 0) held_drop(zc, 0);
         break;
     }

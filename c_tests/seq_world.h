@@ -669,7 +669,8 @@ static void pure_op(void) {
         size_t len = chance(70) ? 65 + rn(60) : rand_size(65);
         if (len > sizeof rec && !chance(5)) len = sizeof rec;
         ibstack_cm_meta *mp = chance(5) ? NULL : &m;
-        long rc = CNT(len >= 65 && mp ? V_VALID : V_BAD, 65, ibstack_cm_meta_encode, mp, rec, len);
+        /* no buffer holds more than PTRDIFF_MAX bytes: such a length is -EINVAL */
+        long rc = CNT(len >= 65 && len <= PTRDIFF_MAX && mp ? V_VALID : V_BAD, 65, ibstack_cm_meta_encode, mp, rec, len);
         if (rc == 65) {
             ibstack_cm_meta back;
             if (chance(30)) rec[rn(64)] = (char)rnd64(); /* a damaged record: anything but a crash */
@@ -689,7 +690,7 @@ static void pure_op(void) {
         if (chance(20)) memcpy(rec, "ceph v2\n", 8), len = len < 8 ? 8 : len;
         if (chance(20)) len = rand_size(64), len = len > sizeof rec && !chance(5) ? sizeof rec : len;
         ibstack_cm_meta out;
-        long rc = ST(V_ANY, ibstack_cm_meta_decode, chance(5) ? NULL : rec, len, chance(5) ? NULL : &out);
+        long rc = ST(len > PTRDIFF_MAX ? V_BAD : V_ANY, ibstack_cm_meta_decode, chance(5) ? NULL : rec, len, chance(5) ? NULL : &out);
         if (rc == 0 && len != 65) seq_fail("ibstack_cm_meta_decode", "accepted %zu bytes", len);
         break;
     }
