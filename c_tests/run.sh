@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs ibstack's C tests and adds up their "ok" / "not ok" lines.
-# usage: run.sh host|vm|asan BUILD_DIR STAGE_DIR
+# usage: run.sh host|vm|asan|vm-asan BUILD_DIR STAGE_DIR
 # Ends with "N passed, N failed"; exits non-zero if anything failed.
 mode=$1 build=$2 stage=$3
 passed=0 failed=0
@@ -40,6 +40,11 @@ if [ "$mode" = host ]; then
     for v in so a; do
         for t in test_null_args test_config test_nodevice test_log test_handles; do run "$t ($v)" "$build/$t.$v"; done
     done
+    # random call sequences (SEED=... to replay one; the seed is printed first)
+    run "test_seq host (so)" env SECS=8 "$build/test_seq.so" host
+    run "test_seq threads (so)" env SECS=4 "$build/test_seq.so" threads
+    run "test_seq host (a)" env SECS=3 "$build/test_seq.a" host
+    run "test_seq threads (a)" env SECS=2 "$build/test_seq.a" threads
     run "test_header (C11, .so)" "$build/test_header.so"
     run "test_header_cpp (C++17, .a)" "$build/test_header_cpp.a"
     run "test_preload without LD_PRELOAD" "$build/test_preload" expect-absent
@@ -68,6 +73,7 @@ elif [ "$mode" = vm ]; then
         echo 0 > /proc/sys/vm/nr_hugepages
     done
     run "test_handles vm (so)" "$build/test_handles.so" vm
+    run "test_seq vm (so)" env SECS=25 "$build/test_seq.so" vm
     # queue pairs: the shared library for every scenario, the static one for one
     for q in srq nosrq; do
         for s in one two kill timeout; do run "test_qp_rxe $s $q (so)" "$build/test_qp_rxe.so" $s $q; done
@@ -126,8 +132,17 @@ elif [ "$mode" = asan ]; then
             run "$t (ASan, $v)" "$build/$t.$v"
         done
     done
+    run "test_seq host (ASan, so)" env SECS=8 "$build/test_seq.so" host
+    run "test_seq threads (ASan, so)" env SECS=4 "$build/test_seq.so" threads
+    run "test_seq host (ASan, a)" env SECS=3 "$build/test_seq.a" host
+    run "test_seq threads (ASan, a)" env SECS=2 "$build/test_seq.a" threads
+elif [ "$mode" = vm-asan ]; then
+    # the randomized sequences on rxe0 against the ASan library (make check-vm-asan)
+    export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:exitcode=99
+    run "test_seq vm (ASan, so)" env SECS=30 "$build/test_seq.so" vm
+    run "test_seq vm (ASan, a)" env SECS=10 "$build/test_seq.a" vm
 else
-    echo "usage: $0 host|vm|asan BUILD STAGE" >&2; exit 2
+    echo "usage: $0 host|vm|asan|vm-asan BUILD STAGE" >&2; exit 2
 fi
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -891,7 +891,8 @@ int ibstack_listener_port(const struct ibstack_listener *listener);
 // Accepts one waiting connection and creates its QP now (as Ceph does);
 // the handshake runs in the background: wait for ibstack_conn_fd, then
 // ibstack_conn_is_connected. -EAGAIN when none waits; -ENOBUFS or the verbs
-// errno when the QP cannot be created (the TCP connection is closed).
+// errno when the QP cannot be created, -ESHUTDOWN once the listener's stack
+// was freed (the TCP connection is closed).
 int ibstack_accept(struct ibstack_listener *listener, struct ibstack_conn **out);
 
 // Closes the listening socket (connections already accepted are not

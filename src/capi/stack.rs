@@ -224,7 +224,8 @@ pub unsafe extern "C" fn ibstack_listener_port(listener: *const ibstack_listener
 /// Accepts one waiting connection and creates its QP now (as Ceph does);
 /// the handshake runs in the background: wait for ibstack_conn_fd, then
 /// ibstack_conn_is_connected. -EAGAIN when none waits; -ENOBUFS or the verbs
-/// errno when the QP cannot be created (the TCP connection is closed).
+/// errno when the QP cannot be created, -ESHUTDOWN once the listener's stack
+/// was freed (the TCP connection is closed).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_accept(listener: *mut ibstack_listener, out: *mut *mut ibstack_conn) -> c_int {
     ffi_boundary!({

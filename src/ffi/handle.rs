@@ -227,6 +227,17 @@ pub unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
     s.to_str().map_err(|_| Error::inval(format!("{what} is not valid UTF-8")))
 }
 
+/// No buffer holds more than `isize::MAX` bytes (a Rust slice cannot): a
+/// larger length (SIZE_MAX, a negative int passed as size_t) is `-EINVAL`
+/// before a slice is made of it.
+fn check_len<T>(n: usize, what: &str) -> Result<()> {
+    let size = std::mem::size_of::<T>().max(1);
+    if n > isize::MAX as usize / size {
+        return Err(Error::inval(format!("{what} claims {n} x {size} bytes; no buffer is that large")));
+    }
+    Ok(())
+}
+
 /// Borrow an input buffer (`ptr`, `len`); NULL with a non-zero length is `-EINVAL`.
 ///
 /// # Safety
@@ -238,6 +249,7 @@ pub unsafe fn bytes_arg<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a 
     if p.is_null() {
         return Err(Error::inval(format!("{what} is NULL but its length is {len}")));
     }
+    check_len::<u8>(len, what)?;
     // SAFETY: guaranteed by the caller.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
@@ -253,6 +265,7 @@ pub unsafe fn bytes_out<'a>(p: *mut u8, len: usize, what: &str) -> Result<&'a mu
     if p.is_null() {
         return Err(Error::inval(format!("{what} is NULL but its length is {len}")));
     }
+    check_len::<u8>(len, what)?;
     // SAFETY: guaranteed by the caller.
     Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
 }
@@ -303,6 +316,7 @@ pub unsafe fn items<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T]>
     if p.is_null() {
         return Err(Error::inval(format!("{what} is NULL but n is {n}")));
     }
+    check_len::<T>(n, what)?;
     // SAFETY: the caller provides n entries.
     Ok(unsafe { std::slice::from_raw_parts(p, n) })
 }
@@ -324,6 +338,7 @@ pub unsafe fn items_out<'a, T>(
     if p.is_null() {
         return Err(Error::inval(format!("{what} is NULL but {count} is {n}")));
     }
+    check_len::<T>(n, what)?;
     // SAFETY: the caller provides n entries, possibly uninitialised (hence MaybeUninit).
     Ok(unsafe { std::slice::from_raw_parts_mut(p.cast(), n) })
 }

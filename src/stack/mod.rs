@@ -276,7 +276,19 @@ impl Shared {
     }
 
     pub(super) fn register(&self, c: &Arc<Conn>) -> Result<()> {
-        self.conns.lock().insert(c.qp_num(), c.clone());
+        {
+            let mut conns = self.conns.lock();
+            // Stack::drop sets `stop`, then drains this map under the lock: a connection
+            // registered after that (accepted on a listener that outlived the stack) would
+            // never be polled or drained, and the map and the connection would keep each
+            // other alive forever.
+            if self.stop.load(Acquire) {
+                drop(conns);
+                c.finish();
+                return Err(Error::new(libc::ESHUTDOWN, "the stack was freed: no new connections on it"));
+            }
+            conns.insert(c.qp_num(), c.clone());
+        }
         let interest = c.tcp_interest();
         if let Err(e) = self.ep.add(c.tcp_fd(), interest, c.qp_num() as u64) {
             self.conns.lock().remove(&c.qp_num());
