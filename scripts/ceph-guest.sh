@@ -275,7 +275,7 @@ wait_for /tmp/c.out '^listening on' 30 $tpid
 port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' /tmp/c.out)
 MS=async+rdma DEBUG_MS=20 launch "$CEPH_ROOT/main/log/rados-c.out" /usr/bin/rados -c "$CEPH_ROOT/main/ceph.conf" \
     --ms_type async+rdma --debug_ms 20 --log-file "$CEPH_ROOT/main/log/rados-c.log" -m "v2:$IP:$port" \
-    --client_mount_timeout 60 lspools &
+    --client_mount_timeout 60 --mon_client_hunt_interval 30 lspools &
 rpid=$!
 rlog=$CEPH_ROOT/main/log/rados-c.log
 wait_for "$rlog" 'received hello: peer_type=1' 60 $rpid
