@@ -85,6 +85,10 @@ elif [ "$mode" = vm ]; then
         for m in conn qp; do run "test_alloc_rxe $m $q (so)" "$build/test_alloc_rxe.so" $m $q; done
     done
     run "test_alloc_rxe conn srq (a)" "$build/test_alloc_rxe.a" conn srq
+    # hostile peers and careless callers
+    for q in srq nosrq; do
+        for m in inject rawpeer; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
+    done
     # the examples, as the README demo runs them: one server, two clients (1 + 4 connections)
     ex_opts="-o ms_async_rdma_device_name=rxe0 -o ms_async_rdma_gid_idx=1 -o ms_async_rdma_buffer_size=16384 \
         -o ms_async_rdma_send_buffers=256 -o ms_async_rdma_receive_queue_len=128 -o ms_async_rdma_receive_buffers=2048"

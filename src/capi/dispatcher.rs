@@ -112,7 +112,10 @@ pub unsafe extern "C" fn ibstack_dispatcher_rx_cq(d: *const ibstack_dispatcher) 
 ///   ibstack_chunk_read, give it back with ibstack_dispatcher_release_rx);
 ///   `byte_len` 0 is the peer's close SEND;
 /// * any other status: an error on a live QP, which is now faulted (see
-///   ibstack_qp_fault_message); its buffer was already returned.
+///   ibstack_qp_fault_message); its buffer was already returned. A receive
+///   that is not a SEND's (e.g. IBV_WC_RECV_RDMA_WITH_IMM: Ceph's protocol
+///   uses SENDs only) comes out with status IBV_WC_GENERAL_ERR and faults
+///   the QP with a message naming the opcode.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_poll(d: *const ibstack_dispatcher, wc: *mut Wc, n: c_int) -> c_int {
     ffi_boundary!({

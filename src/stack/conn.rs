@@ -309,7 +309,9 @@ impl Conn {
 
     /// A completion the dispatcher handed over for this connection's QP.
     pub(super) fn on_completion(&self, w: &Wc) {
-        if w.status != 0 {
+        // Only a successful RECV carries data; the dispatcher already gave the
+        // buffer of anything else back.
+        if w.status != 0 || w.opcode != crate::verbs::cq::WC_OPCODE_RECV {
             let e = self.qp.fault().unwrap_or_else(|| {
                 Error::new(libc::ECONNRESET, format!("completion error {}", crate::verbs::wc_status_name(w.status)))
             });

@@ -1,0 +1,318 @@
+/* Tier B (Soft-RoCE VM): hostile peers and careless callers.
+ *   inject srq|nosrq   a receive completion that is not a SEND's (opcode 129,
+ *                      IBV_WC_RECV_RDMA_WITH_IMM, status 0) handed to
+ *                      ibstack_dispatcher_handle_rx faults the QP, is never
+ *                      delivered as data, and its buffer is released once
+ *   rawpeer srq|nosrq  a raw-verbs peer (its own RC QP on rxe0) does the
+ *                      cm_meta handshake with an ibstack QP, SENDs, then posts
+ *                      a zero-length RDMA WRITE with immediate
+ * usage: test_hostile_rxe MODE srq|nosrq */
+#include "qp_util.h"
+
+#include <infiniband/verbs.h>
+
+static ibstack_mem_stats stats(rig *r) {
+    ibstack_mem_stats s;
+    ibstack_mem_mgr_stats(r->mm, &s);
+    return s;
+}
+
+static const char *fault_of(ibstack_qp *qp) {
+    static char buf[1024];
+    buf[0] = 0;
+    ibstack_qp_fault_message(qp, buf, sizeof buf);
+    return buf;
+}
+
+/* polls the dispatcher until `qp_count` reaches 0 or `secs` pass; receives are released */
+static int drain_all(rig *r, double secs) {
+    double end = now_s() + secs;
+    ibstack_wc wc[32];
+    while (ibstack_dispatcher_qp_count(r->d) > 0 && now_s() < end) {
+        int n = ibstack_dispatcher_poll(r->d, wc, 32);
+        for (int i = 0; i < n; i++)
+            if (wc[i].status == 0) ibstack_dispatcher_release_rx(r->d, (ibstack_chunk *)(uintptr_t)wc[i].wr_id);
+        if (n <= 0) usleep(100);
+    }
+    return ibstack_dispatcher_qp_count(r->d);
+}
+
+/* takes every free RX chunk once and counts how often `c` comes out; gives them back */
+static int times_handed_out(rig *r, ibstack_chunk *c) {
+    ibstack_mem_stats s = stats(r);
+    uint64_t n = s.rx_free;
+    ibstack_chunk **got = calloc(n + 1, sizeof *got);
+    int seen = 0;
+    uint64_t k = 0;
+    for (; k < n; k++) {
+        if (ibstack_mem_mgr_get_rx_chunk(r->mm, &got[k])) break;
+        if (got[k] == c) seen++;
+    }
+    for (uint64_t i = 0; i < k; i++) ibstack_mem_mgr_release_rx_chunk(r->mm, got[i]);
+    free(got);
+    return seen;
+}
+
+static void inject(int srq) {
+    rig r;
+    CHECK_RC(rig_open(&r, srq, NULL), 0, "device, pools and dispatcher (%s)", srq ? "SRQ" : "per-QP RQ");
+    uint64_t base = stats(&r).rx_in_use;
+    ibstack_qp *qc, *qa;
+    int fc, fa;
+    CHECK_RC(ibstack_qp_new(r.d, &qc), 0, "connector QP");
+    CHECK_RC(ibstack_qp_new(r.d, &qa), 0, "acceptor QP");
+    CHECK_RC(tcp_pair(&fc, &fa), 0, "TCP pair");
+    CHECK_RC(handshake_both(qc, fc, qa, fa), 0, "handshake");
+    stream s = {.seed = 7};
+    CHECK_RC(send_message(&r, qc, &s, 100), 0, "one SEND posted");
+    /* the host polls the RX CQ itself: a real completion of a posted buffer */
+    const ibstack_cq *rx = ibstack_dispatcher_rx_cq(r.d);
+    ibstack_wc w;
+    int n = 0;
+    for (double end = now_s() + 10; n == 0 && now_s() < end;) n = ibstack_cq_poll(rx, &w, 1);
+    CHECK(n == 1 && w.status == 0 && w.opcode == 128 && w.qp_num == ibstack_qp_num(qa),
+          "a real receive completion polled from the RX CQ (n %d status %u opcode %u)", n, w.status, w.opcode);
+    ibstack_chunk *chunk = (ibstack_chunk *)(uintptr_t)w.wr_id;
+    /* what a zero-length RDMA WRITE with immediate would have produced */
+    w.opcode = 129;
+    w.byte_len = 0;
+    CHECK_RC(ibstack_dispatcher_handle_rx(r.d, &w, 1), 0, "handle_rx takes the RECV_RDMA_WITH_IMM completion");
+    int data = 0, errors = 0;
+    ibstack_wc out[32];
+    for (double end = now_s() + 1; now_s() < end;) {
+        int k = ibstack_dispatcher_poll(r.d, out, 32);
+        for (int i = 0; i < k; i++) {
+            if (out[i].wr_id != w.wr_id) continue;
+            if (out[i].status == 0) data++;
+            else errors++;
+        }
+    }
+    CHECK(data == 0, "the completion is not delivered as data (status 0) to the host (%d times)", data);
+    CHECK(errors == 1, "it comes out once as an error completion (%d)", errors);
+    const char *f = fault_of(qa);
+    CHECK(strstr(f, "IBV_WC_RECV_RDMA_WITH_IMM") && strstr(f, "129"), "the QP is faulted naming the opcode: %s", f);
+    CHECK(fault_of(qc)[0] == 0, "the sending QP is not faulted");
+    CHECK_RC(ibstack_dispatcher_release_rx(r.d, chunk), -EINVAL, "its buffer is already back in the pool");
+    CHECK(times_handed_out(&r, chunk) == 1, "the chunk is in the free list exactly once");
+    CHECK_RC(ibstack_qp_to_dead(qc), 0, "connector to_dead");
+    CHECK_RC(ibstack_qp_to_dead(qa), 0, "acceptor to_dead");
+    ibstack_qp_free(qc);
+    ibstack_qp_free(qa);
+    CHECK_RC(drain_all(&r, 10), 0, "both QPs drained");
+    CHECK(stats(&r).rx_in_use == base, "rx_in_use back to its baseline %llu (now %llu)", (unsigned long long)base,
+          (unsigned long long)stats(&r).rx_in_use);
+    close(fc);
+    close(fa);
+    rig_close(&r);
+}
+
+/* ------------------------------------------------------------------ a raw-verbs peer */
+
+typedef struct {
+    struct ibv_context *ctx;
+    struct ibv_pd *pd;
+    struct ibv_cq *cq;
+    struct ibv_qp *qp;
+    struct ibv_mr *mr;
+    char buf[4096];
+    union ibv_gid gid;
+} raw_peer;
+
+static int raw_open(raw_peer *p) {
+    memset(p, 0, sizeof *p);
+    int n = 0;
+    struct ibv_device **l = ibv_get_device_list(&n);
+    for (int i = 0; l && i < n; i++)
+        if (!strcmp(ibv_get_device_name(l[i]), "rxe0")) p->ctx = ibv_open_device(l[i]);
+    if (l) ibv_free_device_list(l);
+    if (!p->ctx) return -1;
+    p->pd = ibv_alloc_pd(p->ctx);
+    p->cq = p->pd ? ibv_create_cq(p->ctx, 64, NULL, NULL, 0) : NULL;
+    if (!p->cq) return -2;
+    struct ibv_qp_init_attr ia = {.send_cq = p->cq, .recv_cq = p->cq, .qp_type = IBV_QPT_RC,
+                                  .cap = {.max_send_wr = 16, .max_recv_wr = 16, .max_send_sge = 1, .max_recv_sge = 1}};
+    p->qp = ibv_create_qp(p->pd, &ia);
+    p->mr = p->qp ? ibv_reg_mr(p->pd, p->buf, sizeof p->buf, IBV_ACCESS_LOCAL_WRITE) : NULL;
+    if (!p->mr || ibv_query_gid(p->ctx, 1, 1, &p->gid)) return -3;
+    struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT, .port_num = 1, .qp_access_flags = IBV_ACCESS_LOCAL_WRITE};
+    return ibv_modify_qp(p->qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS) ? -4 : 0;
+}
+
+static int raw_connect(raw_peer *p, const ibstack_cm_meta *m, uint32_t psn) {
+    struct ibv_qp_attr a;
+    memset(&a, 0, sizeof a);
+    a.qp_state = IBV_QPS_RTR;
+    a.path_mtu = IBV_MTU_1024;
+    a.dest_qp_num = m->local_qpn;
+    a.rq_psn = m->psn;
+    a.max_dest_rd_atomic = 1;
+    a.min_rnr_timer = 18;
+    a.ah_attr.is_global = 1;
+    memcpy(&a.ah_attr.grh.dgid, m->gid, 16);
+    a.ah_attr.grh.sgid_index = 1;
+    a.ah_attr.grh.hop_limit = 6;
+    a.ah_attr.port_num = 1;
+    if (ibv_modify_qp(p->qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
+                                     IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
+        return -1;
+    memset(&a, 0, sizeof a);
+    a.qp_state = IBV_QPS_RTS;
+    a.timeout = 14;
+    a.retry_cnt = 3;
+    a.rnr_retry = 7;
+    a.sq_psn = psn;
+    a.max_rd_atomic = 1;
+    return ibv_modify_qp(p->qp, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
+                                        IBV_QP_MAX_QP_RD_ATOMIC)
+               ? -2
+               : 0;
+}
+
+static void raw_close(raw_peer *p) {
+    if (p->qp) ibv_destroy_qp(p->qp);
+    if (p->mr) ibv_dereg_mr(p->mr);
+    if (p->cq) ibv_destroy_cq(p->cq);
+    if (p->pd) ibv_dealloc_pd(p->pd);
+    if (p->ctx) ibv_close_device(p->ctx);
+}
+
+static int write_all(int fd, const char *b, size_t n) {
+    while (n) {
+        ssize_t k = write(fd, b, n);
+        if (k < 0 && errno == EAGAIN) { usleep(100); continue; }
+        if (k <= 0) return -1;
+        b += k;
+        n -= (size_t)k;
+    }
+    return 0;
+}
+
+/* the connector's side of the three-record exchange, by hand; the ibstack QP
+ * is the acceptor, stepped without blocking in between */
+static int raw_handshake(raw_peer *p, ibstack_qp *qa, int fc, int fa) {
+    set_nonblock(fa);
+    uint32_t psn = 0x123456;
+    ibstack_cm_meta me = {.lid = 0, .local_qpn = p->qp->qp_num, .psn = psn, .peer_qpn = 0};
+    memcpy(me.gid, p->gid.raw, 16);
+    char rec[65], got[65];
+    if (ibstack_cm_meta_encode(&me, rec, sizeof rec) < 0 || write_all(fc, rec, sizeof rec)) return -1;
+    size_t have = 0;
+    double end = now_s() + 10;
+    while (have < sizeof got && now_s() < end) {
+        int r = ibstack_qp_handshake_step(qa, fa, IBSTACK_ROLE_ACCEPTOR);
+        if (r < 0) return r;
+        struct pollfd pf = {fc, POLLIN, 0};
+        if (poll(&pf, 1, 1) == 1) {
+            ssize_t k = read(fc, got + have, sizeof got - have);
+            if (k <= 0) return -2;
+            have += (size_t)k;
+        }
+    }
+    ibstack_cm_meta peer;
+    if (have != sizeof got || ibstack_cm_meta_decode(got, sizeof got, &peer) || peer.peer_qpn != me.local_qpn) return -3;
+    if (raw_connect(p, &peer, psn)) return -4;
+    me.peer_qpn = peer.local_qpn;
+    if (ibstack_cm_meta_encode(&me, rec, sizeof rec) < 0 || write_all(fc, rec, sizeof rec)) return -5;
+    for (end = now_s() + 10; now_s() < end;) {
+        int r = ibstack_qp_handshake_step(qa, fa, IBSTACK_ROLE_ACCEPTOR);
+        if (r != 0) return r == 1 ? 0 : r;
+        usleep(100);
+    }
+    return -ETIMEDOUT;
+}
+
+/* waits for the raw peer's next send completion; returns its status or -1 */
+static int raw_wait_send(raw_peer *p) {
+    struct ibv_wc wc;
+    for (double end = now_s() + 20; now_s() < end;) {
+        int n = ibv_poll_cq(p->cq, 1, &wc);
+        if (n < 0) return -1;
+        if (n == 1) return (int)wc.status;
+        usleep(100);
+    }
+    return -1;
+}
+
+static void rawpeer(int srq) {
+    rig r;
+    CHECK_RC(rig_open(&r, srq, NULL), 0, "device, pools and dispatcher (%s)", srq ? "SRQ" : "per-QP RQ");
+    uint64_t base = stats(&r).rx_in_use;
+    raw_peer p;
+    CHECK_RC(raw_open(&p), 0, "raw verbs peer: rxe0 opened, PD, CQ, RC QP in INIT, MR without remote access");
+    ibstack_qp *qa;
+    int fc, fa;
+    CHECK_RC(ibstack_qp_new(r.d, &qa), 0, "ibstack QP");
+    CHECK_RC(tcp_pair(&fc, &fa), 0, "TCP pair");
+    CHECK_RC(raw_handshake(&p, qa, fc, fa), 0, "cm_meta handshake between the raw peer (connector) and ibstack (acceptor)");
+    /* one honest SEND first: the pair works */
+    memcpy(p.buf, "hello", 5);
+    struct ibv_sge sge = {(uintptr_t)p.buf, 5, p.mr->lkey};
+    struct ibv_send_wr wr = {.wr_id = 1, .sg_list = &sge, .num_sge = 1, .opcode = IBV_WR_SEND,
+                             .send_flags = IBV_SEND_SIGNALED}, *bad;
+    CHECK_RC(ibv_post_send(p.qp, &wr, &bad), 0, "raw peer posts a SEND");
+    CHECK_RC(raw_wait_send(&p), IBV_WC_SUCCESS, "the SEND completes");
+    ibstack_wc out[32];
+    int hello = 0, data = 0, errors = 0;
+    for (double end = now_s() + 5; !hello && now_s() < end;) {
+        int k = ibstack_dispatcher_poll(r.d, out, 32);
+        for (int i = 0; i < k; i++) {
+            if (out[i].status == 0 && out[i].byte_len == 5) hello++;
+            if (out[i].status == 0) ibstack_dispatcher_release_rx(r.d, (ibstack_chunk *)(uintptr_t)out[i].wr_id);
+        }
+    }
+    CHECK(hello == 1, "ibstack received the SEND as data");
+    /* the attack: zero-length RDMA WRITE with immediate (no rkey is checked for 0 bytes) */
+    struct ibv_send_wr w2 = {.wr_id = 2, .sg_list = NULL, .num_sge = 0, .opcode = IBV_WR_RDMA_WRITE_WITH_IMM,
+                             .send_flags = IBV_SEND_SIGNALED, .imm_data = htonl(0x1234)};
+    w2.wr.rdma.remote_addr = 0;
+    w2.wr.rdma.rkey = 0;
+    CHECK_RC(ibv_post_send(p.qp, &w2, &bad), 0, "raw peer posts a zero-length RDMA WRITE with immediate");
+    int st = raw_wait_send(&p);
+    printf("# the write completed on the raw peer with %s\n", st >= 0 ? ibv_wc_status_str(st) : "nothing");
+    for (double end = now_s() + 2; now_s() < end;) {
+        int k = ibstack_dispatcher_poll(r.d, out, 32);
+        for (int i = 0; i < k; i++) {
+            if (out[i].qp_num != ibstack_qp_num(qa)) continue;
+            if (out[i].status == 0) {
+                data++;
+                printf("# delivered as data: opcode %u, %u bytes\n", out[i].opcode, out[i].byte_len);
+                ibstack_dispatcher_release_rx(r.d, (ibstack_chunk *)(uintptr_t)out[i].wr_id);
+            } else {
+                errors++;
+            }
+        }
+    }
+    const char *f = fault_of(qa);
+    printf("# ibstack QP fault: %s\n", f);
+    CHECK(data == 0, "nothing of the write reaches the host as data (%d)", data);
+    CHECK(st > 0 || strstr(f, "IBV_WC_RECV_RDMA_WITH_IMM"),
+          "the write is refused (the QP grants no remote write) or faults the QP naming the opcode");
+    /* the responder's QP went to ERR: without an SRQ its receives flush (with one, rxe flushes nothing) */
+    if (!srq) CHECK(f[0] != 0 && errors > 0, "the ibstack QP is faulted (%d error completions)", errors);
+    CHECK_RC(ibstack_qp_to_dead(qa), 0, "to_dead");
+    ibstack_qp_free(qa);
+    CHECK_RC(drain_all(&r, 10), 0, "the QP drained");
+    CHECK(stats(&r).rx_in_use == base, "rx_in_use back to its baseline %llu (now %llu)", (unsigned long long)base,
+          (unsigned long long)stats(&r).rx_in_use);
+    close(fc);
+    close(fa);
+    raw_close(&p);
+    rig_close(&r);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) {
+        fprintf(stderr, "usage: %s inject|rawpeer srq|nosrq\n", argv[0]);
+        return 2;
+    }
+    (void)consume;
+    (void)rdma_res_count;
+    int srq = strcmp(argv[2], "srq") == 0;
+    if (!strcmp(argv[1], "inject")) inject(srq);
+    else if (!strcmp(argv[1], "rawpeer")) rawpeer(srq);
+    else {
+        fprintf(stderr, "unknown mode %s\n", argv[1]);
+        return 2;
+    }
+    DONE();
+}
