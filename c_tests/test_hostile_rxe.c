@@ -6,6 +6,9 @@
  *   rawpeer srq|nosrq  a raw-verbs peer (its own RC QP on rxe0) does the
  *                      cm_meta handshake with an ibstack QP, SENDs, then posts
  *                      a zero-length RDMA WRITE with immediate
+ *   chunks srq|nosrq   chunk ownership at the C API: the same TX chunk twice in
+ *                      one post, re-posting or returning a chunk in flight,
+ *                      releasing an RX chunk that is posted: -EINVAL naming it
  * usage: test_hostile_rxe MODE srq|nosrq */
 #include "qp_util.h"
 
@@ -300,9 +303,73 @@ static void rawpeer(int srq) {
     rig_close(&r);
 }
 
+/* ------------------------------------------------------------------ chunk ownership */
+
+static void chunks(int srq) {
+    rig r;
+    CHECK_RC(rig_open(&r, srq, NULL), 0, "device, pools and dispatcher (%s)", srq ? "SRQ" : "per-QP RQ");
+    uint64_t base = stats(&r).rx_in_use;
+    ibstack_qp *qc, *qa;
+    int fc, fa;
+    CHECK_RC(ibstack_qp_new(r.d, &qc), 0, "connector QP");
+    CHECK_RC(ibstack_qp_new(r.d, &qa), 0, "acceptor QP");
+    CHECK_RC(tcp_pair(&fc, &fa), 0, "TCP pair");
+    CHECK_RC(handshake_both(qc, fc, qa, fa), 0, "handshake");
+    ibstack_chunk *c[2];
+    size_t n = 0, posted = 99;
+    CHECK_RC(ibstack_mem_mgr_get_tx_chunks(r.mm, 1, c, 1, &n), 0, "one TX chunk");
+    ibstack_chunk_write(c[0], "0123456789", 10);
+    c[1] = c[0];
+    CHECK_RC(ibstack_qp_post_send(qc, c, 2, &posted), -EINVAL, "the same chunk twice in one post is -EINVAL");
+    CHECK_MSG_HAS("chunks[1]", "the message names the entry");
+    CHECK(posted == 0, "nothing was posted (%zu)", posted);
+    CHECK(stats(&r).tx_in_use == 1, "the chunk is still the caller's");
+    CHECK_RC(ibstack_qp_post_send(qc, c, 1, &posted), 0, "posted once");
+    CHECK_RC(ibstack_qp_post_send(qc, c, 1, &posted), -EINVAL, "re-posting the chunk in flight is -EINVAL");
+    CHECK_MSG_HAS("in flight", "the message says it is in flight");
+    CHECK(posted == 0, "nothing was posted the second time (%zu)", posted);
+    CHECK_RC(ibstack_mem_mgr_return_tx(r.mm, c, 1), -EINVAL, "returning the chunk in flight is -EINVAL");
+    CHECK_MSG_HAS("in flight", "the message says it is in flight");
+    /* the receive: polled from the RX CQ by hand, so its buffer is still posted for the dispatcher */
+    const ibstack_cq *rx = ibstack_dispatcher_rx_cq(r.d);
+    ibstack_wc w;
+    int k = 0;
+    for (double end = now_s() + 10; k == 0 && now_s() < end;) k = ibstack_cq_poll(rx, &w, 1);
+    CHECK(k == 1 && w.status == 0 && w.byte_len == 10, "the one SEND arrived (n %d status %u len %u)", k, w.status,
+          w.byte_len);
+    ibstack_chunk *rc = (ibstack_chunk *)(uintptr_t)w.wr_id;
+    CHECK_RC(ibstack_dispatcher_release_rx(r.d, rc), -EINVAL, "releasing an RX chunk that is posted is -EINVAL");
+    CHECK_MSG_HAS("posted", "the message says it is posted");
+    CHECK_RC(ibstack_mem_mgr_release_rx_chunk(r.mm, rc), -EINVAL, "also through the memory manager");
+    CHECK_RC(ibstack_dispatcher_handle_rx(r.d, &w, 1), 0, "the completion handed to the dispatcher");
+    ibstack_wc out[32];
+    int got = 0, sends_back = 0;
+    for (double end = now_s() + 5; (!got || !sends_back) && now_s() < end;) {
+        int m = ibstack_dispatcher_poll(r.d, out, 32);
+        for (int i = 0; i < m; i++)
+            if (out[i].status == 0 && out[i].wr_id == w.wr_id) got++;
+        sends_back = stats(&r).tx_in_use == 0;
+    }
+    CHECK(got == 1, "the receive is delivered once (%d)", got);
+    CHECK(sends_back, "the TX chunk came back with its one completion");
+    CHECK_RC(ibstack_dispatcher_release_rx(r.d, rc), 0, "the delivered chunk is released");
+    CHECK_RC(ibstack_dispatcher_release_rx(r.d, rc), -EINVAL, "and not twice");
+    CHECK(fault_of(qc)[0] == 0 && fault_of(qa)[0] == 0, "no QP faulted");
+    CHECK(times_handed_out(&r, rc) == 1, "the RX chunk is in the free list once");
+    CHECK_RC(ibstack_qp_to_dead(qc), 0, "connector to_dead");
+    CHECK_RC(ibstack_qp_to_dead(qa), 0, "acceptor to_dead");
+    ibstack_qp_free(qc);
+    ibstack_qp_free(qa);
+    CHECK_RC(drain_all(&r, 10), 0, "both QPs drained");
+    CHECK(stats(&r).rx_in_use == base && stats(&r).tx_in_use == 0, "pools back to their baseline");
+    close(fc);
+    close(fa);
+    rig_close(&r);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s inject|rawpeer srq|nosrq\n", argv[0]);
+        fprintf(stderr, "usage: %s inject|rawpeer|chunks srq|nosrq\n", argv[0]);
         return 2;
     }
     (void)consume;
@@ -310,6 +377,7 @@ int main(int argc, char **argv) {
     int srq = strcmp(argv[2], "srq") == 0;
     if (!strcmp(argv[1], "inject")) inject(srq);
     else if (!strcmp(argv[1], "rawpeer")) rawpeer(srq);
+    else if (!strcmp(argv[1], "chunks")) chunks(srq);
     else {
         fprintf(stderr, "unknown mode %s\n", argv[1]);
         return 2;

@@ -505,6 +505,9 @@ int ibstack_dispatcher_poll(const struct ibstack_dispatcher *d, struct ibstack_w
 int ibstack_dispatcher_wait(const struct ibstack_dispatcher *d, int timeout_ms);
 
 // Gives back an RX chunk that ibstack_dispatcher_poll handed over.
+// -EINVAL for one that is free already or still posted to a receive queue
+// (e.g. named by a completion polled with ibstack_cq_poll and not yet handed
+// to ibstack_dispatcher_handle_rx); the message names the chunk.
 int ibstack_dispatcher_release_rx(const struct ibstack_dispatcher *d, struct ibstack_chunk *c);
 
 // Reads the device's async events, handles them (LAST_WQE_REACHED,
@@ -633,8 +636,9 @@ int ibstack_mem_mgr_get_tx_chunks(struct ibstack_mem_mgr *mm,
                                   size_t *n_out);
 
 // Returns TX chunks to the cluster (each reset for writing). A chunk
-// returned twice or a pointer that is not a TX chunk of this pool is
-// -EINVAL (the message lists them); the valid ones are still returned.
+// returned twice, one still in flight (posted, its completion not polled:
+// the dispatcher returns it) or a pointer that is not a TX chunk of this
+// pool is -EINVAL (the message lists them); the valid ones are still returned.
 int ibstack_mem_mgr_return_tx(struct ibstack_mem_mgr *mm, struct ibstack_chunk *const *chunks, size_t n);
 
 // Whether `ptr` lies in the registered TX data region (false for NULL mm).
@@ -789,8 +793,10 @@ int ibstack_qp_handshake(const struct ibstack_qp *qp, int fd, uint32_t role, int
 // NULL) receives how many were accepted: those now belong to the dispatcher,
 // which returns them to the TX pool when they complete; the others are still
 // the caller's. Errors: -ENOTCONN before RTS, -EPIPE after to_dead, -EINVAL
-// for a chunk not from the TX pool, else ibv_post_send's return value (never
-// errno).
+// for a chunk not from the TX pool, or one the caller does not hold (free,
+// still in flight from an earlier post, or twice in `chunks`; the message
+// names the entry and nothing is posted), else ibv_post_send's return value
+// (never errno).
 int ibstack_qp_post_send(const struct ibstack_qp *qp,
                          struct ibstack_chunk *const *chunks,
                          size_t n,

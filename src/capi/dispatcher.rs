@@ -137,6 +137,9 @@ pub unsafe extern "C" fn ibstack_dispatcher_wait(d: *const ibstack_dispatcher, t
 }
 
 /// Gives back an RX chunk that ibstack_dispatcher_poll handed over.
+/// -EINVAL for one that is free already or still posted to a receive queue
+/// (e.g. named by a completion polled with ibstack_cq_poll and not yet handed
+/// to ibstack_dispatcher_handle_rx); the message names the chunk.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_release_rx(d: *const ibstack_dispatcher, c: *mut ibstack_chunk) -> c_int {
     ffi_boundary!({

@@ -275,8 +275,10 @@ pub unsafe extern "C" fn ibstack_qp_handshake(qp: *const ibstack_qp, fd: c_int, 
 /// NULL) receives how many were accepted: those now belong to the dispatcher,
 /// which returns them to the TX pool when they complete; the others are still
 /// the caller's. Errors: -ENOTCONN before RTS, -EPIPE after to_dead, -EINVAL
-/// for a chunk not from the TX pool, else ibv_post_send's return value (never
-/// errno).
+/// for a chunk not from the TX pool, or one the caller does not hold (free,
+/// still in flight from an earlier post, or twice in `chunks`; the message
+/// names the entry and nothing is posted), else ibv_post_send's return value
+/// (never errno).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_post_send(
     qp: *const ibstack_qp,

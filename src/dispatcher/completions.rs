@@ -110,7 +110,7 @@ impl Dispatcher {
                 }
             }
             if let Some(ch) = self.env.mem.tx.from_wr_id(w.wr_id) {
-                match self.env.mem.tx.put_one(ch) {
+                match self.env.mem.tx.sent(ch) {
                     Ok(()) => n += 1,
                     Err(e) => log::error!("returning a TX chunk after completion: {e}"),
                 }
@@ -136,11 +136,16 @@ impl Dispatcher {
         c.rx_total_wc.fetch_add(wcs.len() as u64, Relaxed);
         let srq = self.env.srq.is_some();
         for w in wcs {
-            self.env.rx_posted.fetch_sub(1, Relaxed);
             let Some(chunk) = self.env.mem.rx.from_wr_id(w.wr_id) else {
                 log::error!("receive completion on QP {} with wr_id {:#x} that is not an RX chunk; ignored", w.qp_num, w.wr_id);
                 continue;
             };
+            // Posted → held: a second completion for the same buffer is refused here.
+            if let Err(e) = self.env.mem.rx.take_posted(chunk) {
+                log::error!("receive completion on QP {} ({}): {e}; a duplicate or forged completion, ignored", w.qp_num, wc_status_name(w.status));
+                continue;
+            }
+            self.env.rx_posted.fetch_sub(1, Relaxed);
             let qp = self.lookup(w.qp_num);
             if let (false, Some(q)) = (srq, &qp) {
                 q.rx_completed(chunk);

@@ -180,7 +180,7 @@ impl Dispatcher {
             log::error!("{e}");
         }
         for c in left {
-            self.release_rx_chunk(c);
+            self.reclaim_rx_chunk(c);
         }
         self.env.history.record(qp.qp_num(), crate::history::QpEvent::Destroyed, "creation failed");
         self.env.history.retire(qp.qp_num());

@@ -29,6 +29,10 @@ impl Dispatcher {
                 Ok(c) => {
                     c.reset_read();
                     c.set_qp(qpn);
+                    if let Err(e) = rx.mark_posted(c) {
+                        log::error!("post_rx: {e}");
+                        break;
+                    }
                     chunks.push(c);
                 }
                 Err(e) => {
@@ -55,7 +59,7 @@ impl Dispatcher {
                 self.env.rx_posted.fetch_add(pe.posted as u64, Relaxed);
                 self.env.counters.rx_post_errors.fetch_add(1, Relaxed);
                 for &c in &chunks[pe.posted..] {
-                    self.release_rx_chunk(c);
+                    self.reclaim_rx_chunk(c);
                 }
                 let target = match qp {
                     Some(q) if self.env.srq.is_none() => format!("QP {}'s receive queue", q.qp_num()),
@@ -126,6 +130,14 @@ impl Dispatcher {
     pub(crate) fn release_rx_chunk(&self, c: ChunkRef) {
         if let Err(e) = self.env.mem.rx.release(c) {
             log::error!("returning an RX chunk: {e}");
+        }
+    }
+
+    /// Returns an RX chunk that is still posted to a receive queue that is
+    /// gone (or refused it) to the pool (a failure is logged).
+    pub(crate) fn reclaim_rx_chunk(&self, c: ChunkRef) {
+        if let Err(e) = self.env.mem.rx.reclaim(c) {
+            log::error!("reclaiming a posted RX chunk: {e}");
         }
     }
 

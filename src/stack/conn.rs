@@ -380,7 +380,7 @@ impl Conn {
         let c = &self.shared.disp.env().counters;
         // Zero-copy: the caller filled a whole TX chunk it owns.
         if let Some(ch) = tx.chunk_by_buffer(data.as_ptr()) {
-            if ch.buffer() as *const u8 == data.as_ptr() && data.len() <= ch.capacity() as usize && ch.is_in_use() {
+            if ch.buffer() as *const u8 == data.as_ptr() && data.len() <= ch.capacity() as usize && ch.is_held() {
                 ch.set_offset(data.len() as u32);
                 self.qp.post_chunks(std::iter::once(ch)).map_err(|pe| pe.err)?;
                 return Ok(data.len());
