@@ -38,7 +38,7 @@ check() {  # $1 = description, rest = command whose success is the check
 lib=$stage/lib/libibstack.so
 if [ "$mode" = host ]; then
     for v in so a; do
-        for t in test_null_args test_config test_nodevice test_log test_handles; do run "$t ($v)" "$build/$t.$v"; done
+        for t in test_null_args test_config test_nodevice test_log test_handles test_sizes; do run "$t ($v)" "$build/$t.$v"; done
     done
     run "test_header (C11, .so)" "$build/test_header.so"
     run "test_header_cpp (C++17, .a)" "$build/test_header_cpp.a"
@@ -87,7 +87,7 @@ elif [ "$mode" = vm ]; then
     run "test_alloc_rxe conn srq (a)" "$build/test_alloc_rxe.a" conn srq
     # hostile peers and careless callers
     for q in srq nosrq; do
-        for m in inject rawpeer chunks; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
+        for m in inject rawpeer chunks sizes; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
     done
     # the examples, as the README demo runs them: one server, two clients (1 + 4 connections)
     ex_opts="-o ms_async_rdma_device_name=rxe0 -o ms_async_rdma_gid_idx=1 -o ms_async_rdma_buffer_size=16384 \
@@ -119,7 +119,7 @@ elif [ "$mode" = asan ]; then
     # report exits non-zero (halt_on_error) and counts as a failure; leaks are reported too
     export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:exitcode=99
     for v in so a; do
-        for t in test_null_args test_config test_nodevice test_log test_handles; do
+        for t in test_null_args test_config test_nodevice test_log test_handles test_sizes; do
             run "$t (ASan, $v)" "$build/$t.$v"
         done
     done

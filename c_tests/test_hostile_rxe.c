@@ -9,6 +9,7 @@
  *   chunks srq|nosrq   chunk ownership at the C API: the same TX chunk twice in
  *                      one post, re-posting or returning a chunk in flight,
  *                      releasing an RX chunk that is posted: -EINVAL naming it
+ *   sizes srq|nosrq    implausible counts and lengths: -EINVAL, nothing posted
  * usage: test_hostile_rxe MODE srq|nosrq */
 #include "qp_util.h"
 
@@ -367,9 +368,48 @@ static void chunks(int srq) {
     rig_close(&r);
 }
 
+/* ------------------------------------------------------------------ sizes */
+
+static void sizes(int srq) {
+    rig r;
+    CHECK_RC(rig_open(&r, srq, NULL), 0, "device, pools and dispatcher (%s)", srq ? "SRQ" : "per-QP RQ");
+    ibstack_qp *q;
+    CHECK_RC(ibstack_qp_new(r.d, &q), 0, "a QP");
+    ibstack_mem_stats before = stats(&r);
+    CHECK_RC(ibstack_dispatcher_post_rx(r.d, UINT32_MAX, q), -EINVAL, "post_rx(n = (uint32_t)-1) is -EINVAL");
+    CHECK_MSG_HAS("ms_async_rdma_receive_queue_len", "the message names the queue length");
+    CHECK_RC(ibstack_dispatcher_post_rx(r.d, 129, q), -EINVAL, "post_rx(n = receive_queue_len + 1) is -EINVAL");
+    ibstack_mem_stats after = stats(&r);
+    CHECK(after.rx_in_use == before.rx_in_use && after.rx_allocated == before.rx_allocated,
+          "no buffer was taken or registered (in use %llu -> %llu, allocated %llu -> %llu)",
+          (unsigned long long)before.rx_in_use, (unsigned long long)after.rx_in_use,
+          (unsigned long long)before.rx_allocated, (unsigned long long)after.rx_allocated);
+    ibstack_chunk *c[1];
+    size_t n = 0, posted = 99;
+    CHECK_RC(ibstack_mem_mgr_get_tx_chunks(r.mm, 1, c, 1, &n), 0, "one TX chunk");
+    CHECK_RC(ibstack_qp_post_send(q, c, SIZE_MAX / 8 + 1, &posted), -EINVAL, "post_send(n = SIZE_MAX / 8 + 1)");
+    CHECK_MSG_HAS("exceeds the largest possible buffer", "the message says the count is implausible");
+    CHECK(posted == 0, "nothing posted");
+    uint32_t cap = ibstack_chunk_capacity(c[0]);
+    char *mem = calloc(1, cap);
+    CHECK_RC(ibstack_chunk_write(c[0], mem, SIZE_MAX), 0, "chunk_write(len SIZE_MAX) copies nothing");
+    CHECK_MSG_HAS("exceeds the largest possible buffer", "and says why");
+    CHECK_RC(ibstack_chunk_offset(c[0]), 0, "the write cursor did not move");
+    ibstack_chunk_reset_write(c[0]);
+    CHECK_RC(ibstack_chunk_read(c[0], mem, SIZE_MAX), 0, "chunk_read(len SIZE_MAX) copies nothing");
+    CHECK_MSG_HAS("exceeds the largest possible buffer", "and says why");
+    free(mem);
+    CHECK_RC(ibstack_mem_mgr_return_tx(r.mm, c, 1), 0, "chunk returned");
+    CHECK_RC(ibstack_mem_mgr_return_tx(r.mm, c, SIZE_MAX), -EINVAL, "return_tx(n SIZE_MAX)");
+    CHECK_RC(ibstack_qp_to_dead(q), 0, "to_dead");
+    ibstack_qp_free(q);
+    CHECK_RC(drain_all(&r, 10), 0, "drained");
+    rig_close(&r);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s inject|rawpeer|chunks srq|nosrq\n", argv[0]);
+        fprintf(stderr, "usage: %s inject|rawpeer|chunks|sizes srq|nosrq\n", argv[0]);
         return 2;
     }
     (void)consume;
@@ -378,6 +418,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "inject")) inject(srq);
     else if (!strcmp(argv[1], "rawpeer")) rawpeer(srq);
     else if (!strcmp(argv[1], "chunks")) chunks(srq);
+    else if (!strcmp(argv[1], "sizes")) sizes(srq);
     else {
         fprintf(stderr, "unknown mode %s\n", argv[1]);
         return 2;

@@ -826,7 +826,8 @@ int ibstack_cm_meta_decode(const char *buf, size_t len, struct ibstack_cm_meta *
 // to `qp`'s receive queue (`qp` is ignored with an SRQ and may be NULL).
 // Returns how many were posted (fewer, possibly 0, when the RX pool is at its
 // limit) or -errno: the provider's return value when the post failed (the
-// refused buffers went back to the pool).
+// refused buffers went back to the pool); -EINVAL when `n` exceeds
+// ms_async_rdma_receive_queue_len (what a receive queue holds).
 int ibstack_dispatcher_post_rx(const struct ibstack_dispatcher *d, uint32_t n, const struct ibstack_qp *qp);
 
 // Opens the device named by `cfg` (as ibstack_ib_new), registers the pools
@@ -905,7 +906,9 @@ size_t ibstack_conn_error_message(const struct ibstack_conn *conn, char *buf, si
 // the bytes accepted (possibly fewer than `len`), -EAGAIN while the
 // handshake is pending or when TX chunks (or this connection's share,
 // ibstack_max_inflight_per_conn) run out — ibstack_conn_fd fires when they
-// come back — or -errno (-EPIPE / -ECONNRESET after a failure).
+// come back — or -errno (-EPIPE / -ECONNRESET after a failure). One call
+// reads at most min(`len`, 64 × ms_async_rdma_buffer_size) bytes of `buf`,
+// never more than `len`; `len` above PTRDIFF_MAX is -EINVAL.
 ptrdiff_t ibstack_conn_send(struct ibstack_conn *conn, const void *buf, size_t len);
 
 // Copies up to `len` received bytes out, in order. Returns the count,

@@ -369,7 +369,8 @@ pub unsafe extern "C" fn ibstack_cm_meta_decode(buf: *const c_char, len: usize, 
 /// to `qp`'s receive queue (`qp` is ignored with an SRQ and may be NULL).
 /// Returns how many were posted (fewer, possibly 0, when the RX pool is at its
 /// limit) or -errno: the provider's return value when the post failed (the
-/// refused buffers went back to the pool).
+/// refused buffers went back to the pool); -EINVAL when `n` exceeds
+/// ms_async_rdma_receive_queue_len (what a receive queue holds).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_post_rx(d: *const ibstack_dispatcher, n: u32, qp: *const ibstack_qp) -> c_int {
     ffi_boundary!({

@@ -240,7 +240,9 @@ pub unsafe extern "C" fn ibstack_conn_error_message(conn: *const ibstack_conn, b
 /// the bytes accepted (possibly fewer than `len`), -EAGAIN while the
 /// handshake is pending or when TX chunks (or this connection's share,
 /// ibstack_max_inflight_per_conn) run out — ibstack_conn_fd fires when they
-/// come back — or -errno (-EPIPE / -ECONNRESET after a failure).
+/// come back — or -errno (-EPIPE / -ECONNRESET after a failure). One call
+/// reads at most min(`len`, 64 × ms_async_rdma_buffer_size) bytes of `buf`,
+/// never more than `len`; `len` above PTRDIFF_MAX is -EINVAL.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_conn_send(conn: *mut ibstack_conn, buf: *const c_void, len: usize) -> isize {
     ffi_boundary!({
