@@ -87,7 +87,7 @@ elif [ "$mode" = vm ]; then
     run "test_alloc_rxe conn srq (a)" "$build/test_alloc_rxe.a" conn srq
     # hostile peers and careless callers
     for q in srq nosrq; do
-        for m in inject rawpeer chunks sizes; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
+        for m in inject rawpeer chunks sizes stackfree; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
     done
     # the examples, as the README demo runs them: one server, two clients (1 + 4 connections)
     ex_opts="-o ms_async_rdma_device_name=rxe0 -o ms_async_rdma_gid_idx=1 -o ms_async_rdma_buffer_size=16384 \

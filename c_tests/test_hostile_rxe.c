@@ -10,6 +10,9 @@
  *                      one post, re-posting or returning a chunk in flight,
  *                      releasing an RX chunk that is posted: -EINVAL naming it
  *   sizes srq|nosrq    implausible counts and lengths: -EINVAL, nothing posted
+ *   stackfree srq|nosrq  ibstack_stack_free with a live connection and a
+ *                      listener: the connection faults and wakes, the
+ *                      listener refuses accept, everything is released
  * usage: test_hostile_rxe MODE srq|nosrq */
 #include "qp_util.h"
 
@@ -407,18 +410,97 @@ static void sizes(int srq) {
     rig_close(&r);
 }
 
+/* ------------------------------------------------------------------ stack freed under live handles */
+
+static ibstack_config *stack_cfg(int srq) {
+    ibstack_config *cfg;
+    if (ibstack_config_new(&cfg)) return NULL;
+    const char *kv[][2] = {
+        {"ms_async_rdma_device_name", "rxe0"}, {"ms_async_rdma_gid_idx", "1"},
+        {"ms_async_rdma_buffer_size", "16384"}, {"ms_async_rdma_send_buffers", "256"},
+        {"ms_async_rdma_receive_queue_len", "128"}, {"ms_async_rdma_receive_buffers", "4096"},
+        {"ibstack_rx_first_block", "256"}, {"ms_async_rdma_support_srq", srq ? "true" : "false"},
+    };
+    for (size_t i = 0; i < sizeof kv / sizeof kv[0]; i++)
+        if (ibstack_config_set(cfg, kv[i][0], kv[i][1])) return NULL;
+    return cfg;
+}
+
+static int res_back(int qp, int mr, int pd, double secs) {
+    for (double end = now_s() + secs; now_s() < end; usleep(20000))
+        if (rdma_res_count("qp") == qp && rdma_res_count("mr") == mr && rdma_res_count("pd") == pd) return 1;
+    printf("# qp %d (was %d), mr %d (was %d), pd %d (was %d)\n", rdma_res_count("qp"), qp, rdma_res_count("mr"), mr,
+           rdma_res_count("pd"), pd);
+    return 0;
+}
+
+static char conn_err[1024];
+static const char *conn_msg(const ibstack_conn *c) {
+    conn_err[0] = 0;
+    ibstack_conn_error_message(c, conn_err, sizeof conn_err);
+    return conn_err;
+}
+
+static void stackfree(int srq) {
+    int qp0 = rdma_res_count("qp"), mr0 = rdma_res_count("mr"), pd0 = rdma_res_count("pd");
+    ibstack_config *cfg = stack_cfg(srq);
+    ibstack_stack *s;
+    CHECK_RC(ibstack_stack_new(cfg, &s), 0, "stack (%s)", srq ? "SRQ" : "per-QP RQ");
+    ibstack_listener *l;
+    CHECK_RC(ibstack_listen(s, "10.99.0.1", 0, &l), 0, "listening");
+    uint16_t port = (uint16_t)ibstack_listener_port(l);
+    ibstack_conn *c, *a = NULL;
+    CHECK_RC(ibstack_connect(s, "10.99.0.1", port, &c), 0, "connecting");
+    for (double end = now_s() + 10; !a && now_s() < end; usleep(1000))
+        if (ibstack_accept(l, &a) != -EAGAIN && !a) break;
+    CHECK(a != NULL, "accepted");
+    int up = 0;
+    for (double end = now_s() + 10; up != 2 && now_s() < end; usleep(1000))
+        up = (ibstack_conn_is_connected(c) == 1) + (a && ibstack_conn_is_connected(a) == 1);
+    CHECK(up == 2, "both ends connected");
+    int fd = ibstack_conn_fd(c);
+    char drain[8];
+    while (read(fd, drain, sizeof drain) > 0) {}
+    /* a second TCP client waits in the backlog for an accept */
+    int raw = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+    inet_pton(AF_INET, "10.99.0.1", &sa.sin_addr);
+    CHECK_RC(connect(raw, (struct sockaddr *)&sa, sizeof sa), 0, "a plain TCP client in the listener's backlog");
+    CHECK(ibstack_stack_qp_count(s) == 2 && ibstack_stack_conn_count(s) == 2, "2 QPs, 2 connections");
+
+    ibstack_stack_free(s);
+    int rc = ibstack_conn_is_connected(c);
+    CHECK(rc < 0, "after ibstack_stack_free the connection reports an error (%d), not 'handshake pending'", rc);
+    CHECK(strstr(conn_msg(c), "stack was freed") != NULL, "its message says the stack was freed: %s", conn_err);
+    struct pollfd pf = {fd, POLLIN, 0};
+    CHECK(poll(&pf, 1, 2000) == 1, "its fd is readable");
+    CHECK(ibstack_conn_send(c, "x", 1) < 0, "send fails");
+    char b[8];
+    CHECK(ibstack_conn_recv(a, b, sizeof b) < 0 && ibstack_conn_is_connected(a) < 0, "the accepted end fails too");
+    ibstack_conn *x = NULL;
+    rc = ibstack_accept(l, &x);
+    CHECK(rc < 0 && rc != -EAGAIN && x == NULL, "the orphaned listener refuses accept (%d)", rc);
+    CHECK_MSG_HAS("freed", "the message says the stack was freed");
+    ibstack_conn_close(c);
+    ibstack_conn_close(a);
+    ibstack_listener_free(l);
+    close(raw);
+    CHECK(res_back(qp0, mr0, pd0, 10), "once the last handle is freed, every QP, MR and PD is released");
+    ibstack_config_free(cfg);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s inject|rawpeer|chunks|sizes srq|nosrq\n", argv[0]);
+        fprintf(stderr, "usage: %s inject|rawpeer|chunks|sizes|stackfree srq|nosrq\n", argv[0]);
         return 2;
     }
     (void)consume;
-    (void)rdma_res_count;
     int srq = strcmp(argv[2], "srq") == 0;
     if (!strcmp(argv[1], "inject")) inject(srq);
     else if (!strcmp(argv[1], "rawpeer")) rawpeer(srq);
     else if (!strcmp(argv[1], "chunks")) chunks(srq);
     else if (!strcmp(argv[1], "sizes")) sizes(srq);
+    else if (!strcmp(argv[1], "stackfree")) stackfree(srq);
     else {
         fprintf(stderr, "unknown mode %s\n", argv[1]);
         return 2;

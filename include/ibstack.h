@@ -166,7 +166,11 @@ typedef struct ibstack_qp ibstack_qp;
 // ibstack_stack_thread = false the host drives it (ibstack_stack_fd,
 // ibstack_stack_poll).
 // Ownership: ibstack_stack_new / ibstack_stack_free. Close every connection
-// and free every listener first (one that outlives the stack keeps it alive).
+// and free every listener first: connections still open when the stack is
+// freed are faulted (-ESHUTDOWN, "the stack was freed", their fd becomes
+// readable) and only closing them remains; a listener that outlives the
+// stack refuses ibstack_accept with -ESHUTDOWN. Device, pools and QPs are
+// released once the last of these handles is freed.
 // Thread safety: all functions may be called from any thread.
 typedef struct ibstack_stack ibstack_stack;
 
@@ -835,8 +839,9 @@ int ibstack_dispatcher_post_rx(const struct ibstack_dispatcher *d, uint32_t n, c
 // ibstack_dispatcher_new) and starts the poller. Caller owns `*out`.
 int ibstack_stack_new(const struct ibstack_config *cfg, struct ibstack_stack **out);
 
-// Stops the poller, retires every remaining connection (at most 2 s of
-// drain) and frees everything. NULL is a no-op; an invalid handle is
+// Stops the poller, faults (-ESHUTDOWN) and retires every remaining
+// connection (at most 2 s of drain) and frees everything no connection or
+// listener handle still holds. NULL is a no-op; an invalid handle is
 // ignored with a warning.
 void ibstack_stack_free(struct ibstack_stack *stack);
 

@@ -18,7 +18,11 @@ use std::sync::Arc;
 /// ibstack_stack_thread = false the host drives it (ibstack_stack_fd,
 /// ibstack_stack_poll).
 /// Ownership: ibstack_stack_new / ibstack_stack_free. Close every connection
-/// and free every listener first (one that outlives the stack keeps it alive).
+/// and free every listener first: connections still open when the stack is
+/// freed are faulted (-ESHUTDOWN, "the stack was freed", their fd becomes
+/// readable) and only closing them remains; a listener that outlives the
+/// stack refuses ibstack_accept with -ESHUTDOWN. Device, pools and QPs are
+/// released once the last of these handles is freed.
 /// Thread safety: all functions may be called from any thread.
 pub struct ibstack_stack {
     _opaque: [u8; 0],
@@ -66,8 +70,9 @@ pub unsafe extern "C" fn ibstack_stack_new(cfg: *const ibstack_config, out: *mut
     })
 }
 
-/// Stops the poller, retires every remaining connection (at most 2 s of
-/// drain) and frees everything. NULL is a no-op; an invalid handle is
+/// Stops the poller, faults (-ESHUTDOWN) and retires every remaining
+/// connection (at most 2 s of drain) and frees everything no connection or
+/// listener handle still holds. NULL is a no-op; an invalid handle is
 /// ignored with a warning.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_free(stack: *mut ibstack_stack) {

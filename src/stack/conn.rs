@@ -436,6 +436,8 @@ impl Conn {
                     Error::new(libc::EAGAIN, "the handshake is still in progress: wait for the connection's fd")
                 }))
             }
+            // Retired by the stack itself (ibstack_stack_free): say why.
+            Phase::Done if st.error.is_some() => return Err(st.error.clone().expect("checked")),
             Phase::Closing | Phase::Done => return Err(Error::new(libc::EBADF, "the connection was closed")),
         }
         if out.is_empty() {

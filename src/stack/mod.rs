@@ -46,6 +46,9 @@ pub struct Shared {
     /// `wake_pending`'s list, kept (with `pending`) so parking allocates nothing once warm.
     waking: Mutex<Vec<Weak<Conn>>>,
     stop: AtomicBool,
+    /// ibstack_stack_free ran: nothing drives this stack any more; new
+    /// connections are refused (listeners that outlive it).
+    freed: AtomicBool,
     threaded: bool,
     pub(crate) max_inflight: u32,
     /// ms_async_rdma_polling_us.
@@ -91,6 +94,7 @@ impl Stack {
             pending: Mutex::new(Vec::new()),
             waking: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            freed: AtomicBool::new(false),
             threaded: cfg.stack_thread,
             max_inflight,
             polling_us: cfg.polling_us as u64,
@@ -185,6 +189,10 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        // Refuse new connections first, so none is added after the drain below
+        // (a listener outliving the stack would create QPs nothing drives, and
+        // its connections would keep the stack's Shared alive in a cycle).
+        self.shared.freed.store(true, Release);
         self.shared.stop.store(true, Release);
         self.shared.wake.notify();
         if let Some(t) = self.thread.take() {
@@ -192,6 +200,11 @@ impl Drop for Stack {
         }
         let conns: Vec<_> = self.shared.conns.lock().drain().map(|(_, c)| c).collect();
         for c in conns {
+            // Handles the host still holds must fail and wake, not look "pending".
+            c.fault(Error::new(
+                libc::ESHUTDOWN,
+                "the stack was freed (ibstack_stack_free) while this connection was open: close it",
+            ));
             c.close();
             c.finish();
         }
@@ -203,6 +216,7 @@ impl Shared {
     /// Creates the QP (INIT) and the connection for a TCP socket and hands
     /// it to the poller (a connector's socket is still connecting).
     pub(super) fn adopt(self: &Arc<Self>, tcp: std::os::fd::OwnedFd, role: Role, peer: String) -> Result<Arc<Conn>> {
+        self.check_not_freed()?;
         let keepalive = self.disp.ib().config().tcp_keepalive;
         if keepalive > 0 {
             crate::sys::net::set_keepalive(tcp.as_raw_fd(), keepalive)?;
@@ -219,8 +233,28 @@ impl Shared {
         Ok(conn)
     }
 
+    /// -ESHUTDOWN once ibstack_stack_free ran.
+    pub(super) fn check_not_freed(&self) -> Result<()> {
+        if self.freed.load(Acquire) {
+            return Err(Error::new(
+                libc::ESHUTDOWN,
+                "the stack was freed (ibstack_stack_free): it accepts and creates no connection any more; free this listener",
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn register(&self, c: &Arc<Conn>) -> Result<()> {
-        self.conns.lock().insert(c.qp_num(), c.clone());
+        {
+            // Under the lock Stack::drop drains: either it sees this connection or we see `freed`.
+            let mut conns = self.conns.lock();
+            if let Err(e) = self.check_not_freed() {
+                drop(conns);
+                c.finish();
+                return Err(e);
+            }
+            conns.insert(c.qp_num(), c.clone());
+        }
         let interest = c.tcp_interest();
         if let Err(e) = self.ep.add(c.tcp_fd(), interest, c.qp_num() as u64) {
             self.conns.lock().remove(&c.qp_num());
