@@ -89,6 +89,9 @@ elif [ "$mode" = vm ]; then
     for q in srq nosrq; do
         for m in inject rawpeer chunks sizes stackfree; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
     done
+    # close racing the polling thread: 10000 rounds, bounded to 60 s (~5000 fit in the TCG VM)
+    run "test_hostile_rxe closerace srq 10000 (so)" "$build/test_hostile_rxe.so" closerace srq 10000
+    run "test_hostile_rxe closerace nosrq 2000 (so)" "$build/test_hostile_rxe.so" closerace nosrq 2000
     # the examples, as the README demo runs them: one server, two clients (1 + 4 connections)
     ex_opts="-o ms_async_rdma_device_name=rxe0 -o ms_async_rdma_gid_idx=1 -o ms_async_rdma_buffer_size=16384 \
         -o ms_async_rdma_send_buffers=256 -o ms_async_rdma_receive_queue_len=128 -o ms_async_rdma_receive_buffers=2048"

@@ -13,10 +13,14 @@
  *   stackfree srq|nosrq  ibstack_stack_free with a live connection and a
  *                      listener: the connection faults and wakes, the
  *                      listener refuses accept, everything is released
+ *   closerace srq|nosrq [N]  N (10000) rounds of connect, accept and an
+ *                      immediate close racing the polling thread: every
+ *                      connection is retired (conn and QP counts back to 0)
  * usage: test_hostile_rxe MODE srq|nosrq */
 #include "qp_util.h"
 
 #include <infiniband/verbs.h>
+#include <sched.h>
 
 static ibstack_mem_stats stats(rig *r) {
     ibstack_mem_stats s;
@@ -489,9 +493,55 @@ static void stackfree(int srq) {
     ibstack_config_free(cfg);
 }
 
+/* ------------------------------------------------------------------ close racing the poller */
+
+static void closerace(int srq, long rounds) {
+    ibstack_config *cfg = stack_cfg(srq);
+    ibstack_stack *s;
+    CHECK_RC(ibstack_stack_new(cfg, &s), 0, "stack with its polling thread (%s)", srq ? "SRQ" : "per-QP RQ");
+    ibstack_listener *l;
+    CHECK_RC(ibstack_listen(s, "10.99.0.1", 0, &l), 0, "listening");
+    uint16_t port = (uint16_t)ibstack_listener_port(l);
+    double start = now_s(), budget = 60;
+    long done = 0, accepted = 0, failed = 0;
+    for (; done < rounds && now_s() - start < budget; done++) {
+        ibstack_conn *c = NULL, *a = NULL;
+        if (ibstack_connect(s, "10.99.0.1", port, &c)) {
+            failed++;
+            continue;
+        }
+        /* vary the moment of the close: right away, or after the poller may have started the handshake */
+        if (done % 3 == 1) sched_yield();
+        if (done % 3 == 2) usleep(done % 50);
+        ibstack_conn_close(c);
+        while (ibstack_accept(l, &a) == 0) {
+            accepted++;
+            if (done % 2) sched_yield();
+            ibstack_conn_close(a);
+        }
+    }
+    double took = now_s() - start;
+    printf("# %ld rounds in %.1f s (%ld accepted, %ld connects failed)\n", done, took, accepted, failed);
+    CHECK(done == rounds || done >= 1000, "at least 1000 rounds ran in %.0f s (%ld)", budget, done);
+    CHECK(failed == 0, "every connect was started");
+    ibstack_conn *a = NULL;
+    for (double end = now_s() + 2; now_s() < end; usleep(1000))
+        while (ibstack_accept(l, &a) == 0) ibstack_conn_close(a);
+    int conns = -1, qps = -1;
+    for (double end = now_s() + 30; now_s() < end; usleep(10000)) {
+        conns = ibstack_stack_conn_count(s);
+        qps = ibstack_stack_qp_count(s);
+        if (conns == 0 && qps == 0) break;
+    }
+    CHECK(conns == 0 && qps == 0, "every connection was retired: %d connections, %d QPs left", conns, qps);
+    ibstack_listener_free(l);
+    ibstack_stack_free(s);
+    ibstack_config_free(cfg);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s inject|rawpeer|chunks|sizes|stackfree srq|nosrq\n", argv[0]);
+        fprintf(stderr, "usage: %s inject|rawpeer|chunks|sizes|stackfree|closerace srq|nosrq [N]\n", argv[0]);
         return 2;
     }
     (void)consume;
@@ -501,6 +551,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "chunks")) chunks(srq);
     else if (!strcmp(argv[1], "sizes")) sizes(srq);
     else if (!strcmp(argv[1], "stackfree")) stackfree(srq);
+    else if (!strcmp(argv[1], "closerace")) closerace(srq, argc > 3 ? atol(argv[3]) : 10000);
     else {
         fprintf(stderr, "unknown mode %s\n", argv[1]);
         return 2;

@@ -231,7 +231,14 @@ impl Conn {
                 if events & (libc::EPOLLOUT as u32 | libc::EPOLLERR as u32 | libc::EPOLLHUP as u32) == 0 {
                     return;
                 }
-                self.st.lock().phase = Phase::Handshaking;
+                {
+                    // Under the lock that `close` takes: a close since the read above wins.
+                    let mut st = self.st.lock();
+                    if st.phase != Phase::Connecting {
+                        return;
+                    }
+                    st.phase = Phase::Handshaking;
+                }
                 self.step_handshake();
             }
             Phase::Handshaking => self.step_handshake(),
@@ -242,7 +249,8 @@ impl Conn {
 
     fn step_handshake(&self) {
         let mut st = self.st.lock();
-        if st.error.is_some() {
+        // Closed (or retired) meanwhile: never resurrect it as Connected.
+        if st.error.is_some() || st.phase != Phase::Handshaking {
             return;
         }
         let Some(hs) = st.hs.as_mut() else { return };
