@@ -16,6 +16,10 @@
  *   closerace srq|nosrq [N]  N (10000) rounds of connect, accept and an
  *                      immediate close racing the polling thread: every
  *                      connection is retired (conn and QP counts back to 0)
+ *   asyncev srq|nosrq  device async events (injected: rxe cannot provoke them)
+ *                      reach the stack's connections: QP_FATAL and
+ *                      LAST_WQE_REACHED fault that connection, PORT_ERR and
+ *                      DEVICE_FATAL every one; each is woken
  * usage: test_hostile_rxe MODE srq|nosrq */
 #include "qp_util.h"
 
@@ -539,9 +543,86 @@ static void closerace(int srq, long rounds) {
     ibstack_config_free(cfg);
 }
 
+/* ------------------------------------------------------------------ async events to connections */
+
+static int make_pair(ibstack_stack *s, ibstack_listener *l, ibstack_conn **c, ibstack_conn **a) {
+    *a = NULL;
+    if (ibstack_connect(s, "10.99.0.1", (uint16_t)ibstack_listener_port(l), c)) return -1;
+    for (double end = now_s() + 10; !*a && now_s() < end; usleep(1000))
+        if (ibstack_accept(l, a) != -EAGAIN && !*a) return -2;
+    int up = 0;
+    for (double end = now_s() + 10; up != 2 && now_s() < end; usleep(1000))
+        up = (ibstack_conn_is_connected(*c) == 1) + (*a && ibstack_conn_is_connected(*a) == 1);
+    char b[8];
+    int fds[2] = {ibstack_conn_fd(*c), ibstack_conn_fd(*a)};
+    for (int i = 0; i < 2; i++)
+        while (read(fds[i], b, sizeof b) > 0) {}
+    return up == 2 ? 0 : -3;
+}
+
+/* waits until `c` reports an error; 1 if it names `what` and its fd is readable */
+static int faulted_with(ibstack_conn *c, const char *what) {
+    int rc = 0;
+    for (double end = now_s() + 5; (rc = ibstack_conn_is_connected(c)) >= 0 && now_s() < end;) usleep(1000);
+    struct pollfd pf = {ibstack_conn_fd(c), POLLIN, 0};
+    int readable = poll(&pf, 1, 1000) == 1;
+    const char *m = conn_msg(c);
+    if (rc >= 0 || !strstr(m, what) || !readable)
+        printf("# is_connected %d, fd readable %d, message: %s\n", rc, readable, m);
+    return rc < 0 && strstr(m, what) && readable;
+}
+
+static void asyncev(int srq) {
+    ibstack_config *cfg = stack_cfg(srq);
+    ibstack_stack *s;
+    CHECK_RC(ibstack_stack_new(cfg, &s), 0, "stack (%s)", srq ? "SRQ" : "per-QP RQ");
+    ibstack_listener *l;
+    CHECK_RC(ibstack_listen(s, "10.99.0.1", 0, &l), 0, "listening");
+    ibstack_conn *c[3], *a[3];
+    for (int i = 0; i < 3; i++) CHECK_RC(make_pair(s, l, &c[i], &a[i]), 0, "connected pair %d", i);
+
+    CHECK_RC(ibstack_stack_inject_async_event(s, IBV_EVENT_QP_FATAL, ibstack_conn_qp_num(c[0]), 0), 0,
+             "IBV_EVENT_QP_FATAL injected for one connection's QP");
+    CHECK(faulted_with(c[0], "IBV_EVENT_QP_FATAL"), "that connection fails naming the event and is woken");
+    CHECK(ibstack_conn_send(c[0], "x", 1) < 0, "its send fails");
+    CHECK_RC(ibstack_conn_is_connected(a[0]), 1, "the other end (its QP is healthy) is still connected");
+    CHECK_RC(ibstack_conn_is_connected(c[1]), 1, "other connections are unaffected");
+    CHECK_RC(ibstack_stack_inject_async_event(s, IBV_EVENT_QP_LAST_WQE_REACHED, ibstack_conn_qp_num(a[0]), 0), 0,
+             "IBV_EVENT_QP_LAST_WQE_REACHED injected");
+    CHECK(faulted_with(a[0], "last WQE reached"), "that connection fails too and is woken");
+    CHECK_RC(ibstack_conn_is_connected(c[1]), 1, "pair 1 still connected");
+
+    CHECK_RC(ibstack_stack_inject_async_event(s, IBV_EVENT_PORT_ERR, 0, 1), 0, "IBV_EVENT_PORT_ERR injected for port 1");
+    CHECK(faulted_with(c[1], "IBV_EVENT_PORT_ERR") && faulted_with(a[1], "IBV_EVENT_PORT_ERR") &&
+              faulted_with(c[2], "IBV_EVENT_PORT_ERR") && faulted_with(a[2], "IBV_EVENT_PORT_ERR"),
+          "every connection on the device fails naming PORT_ERR and is woken");
+    ibstack_conn *c3, *a3;
+    CHECK_RC(make_pair(s, l, &c3, &a3), 0, "a new pair after the port error");
+    CHECK_RC(ibstack_stack_inject_async_event(s, IBV_EVENT_DEVICE_FATAL, 0, 0), 0, "IBV_EVENT_DEVICE_FATAL injected");
+    CHECK(faulted_with(c3, "IBV_EVENT_DEVICE_FATAL") && faulted_with(a3, "IBV_EVENT_DEVICE_FATAL"),
+          "every connection fails naming DEVICE_FATAL and is woken");
+    CHECK_RC(ibstack_stack_inject_async_event(s, 256, 0, 0), -EINVAL, "an event type above 255 is -EINVAL");
+    for (int i = 0; i < 3; i++) {
+        ibstack_conn_close(c[i]);
+        ibstack_conn_close(a[i]);
+    }
+    ibstack_conn_close(c3);
+    ibstack_conn_close(a3);
+    int conns = -1, qps = -1;
+    for (double end = now_s() + 20; now_s() < end; usleep(10000)) {
+        conns = ibstack_stack_conn_count(s);
+        qps = ibstack_stack_qp_count(s);
+        if (conns == 0 && qps == 0) break;
+    }
+    CHECK(conns == 0 && qps == 0, "all retired: %d connections, %d QPs left", conns, qps);
+    ibstack_listener_free(l);
+    ibstack_stack_free(s);
+    ibstack_config_free(cfg);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s inject|rawpeer|chunks|sizes|stackfree|closerace srq|nosrq [N]\n", argv[0]);
+        fprintf(stderr, "usage: %s inject|rawpeer|chunks|sizes|stackfree|asyncev|closerace srq|nosrq [N]\n", argv[0]);
         return 2;
     }
     (void)consume;
@@ -551,6 +632,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "chunks")) chunks(srq);
     else if (!strcmp(argv[1], "sizes")) sizes(srq);
     else if (!strcmp(argv[1], "stackfree")) stackfree(srq);
+    else if (!strcmp(argv[1], "asyncev")) asyncev(srq);
     else if (!strcmp(argv[1], "closerace")) closerace(srq, argc > 3 ? atol(argv[3]) : 10000);
     else {
         fprintf(stderr, "unknown mode %s\n", argv[1]);

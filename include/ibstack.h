@@ -515,7 +515,9 @@ int ibstack_dispatcher_wait(const struct ibstack_dispatcher *d, int timeout_ms);
 int ibstack_dispatcher_release_rx(const struct ibstack_dispatcher *d, struct ibstack_chunk *c);
 
 // Reads the device's async events, handles them (LAST_WQE_REACHED,
-// QP_FATAL: the QP is faulted; CQ_ERR, DEVICE_FATAL: logged and counted) and
+// QP_FATAL: the QP is faulted; DEVICE_FATAL, PORT_ERR of the port in use:
+// every QP is faulted; CQ_ERR: logged and counted; on a stack the faults
+// reach the connections, which are woken) and
 // returns the oldest unreported one: 1 and `*ev` filled, 0 when none.
 int ibstack_dispatcher_next_async_event(const struct ibstack_dispatcher *d, struct ibstack_async_event *ev);
 
@@ -927,6 +929,21 @@ ptrdiff_t ibstack_conn_recv(struct ibstack_conn *conn, void *buf, size_t len);
 // -EAGAIN. ibstack_conn_recv resets it; with edge-triggered epoll, call recv
 // until -EAGAIN.
 int ibstack_conn_fd(const struct ibstack_conn *conn);
+
+// The connection's local QP number (as in ibstack_stack_history_json and
+// device async events); 0 for an invalid handle.
+uint32_t ibstack_conn_qp_num(const struct ibstack_conn *conn);
+
+// Fault injection for tests: handles a device async event (`enum
+// ibv_event_type`, QP number for QP events, port for port events) exactly
+// as if the device had reported it — QP_FATAL, LAST_WQE_REACHED,
+// DEVICE_FATAL or PORT_ERR cannot be provoked on Soft-RoCE. The event takes
+// effect in the next poller iteration. Returns 0, or -EINVAL for an invalid
+// handle or an event type above 255.
+int ibstack_stack_inject_async_event(const struct ibstack_stack *stack,
+                                     uint32_t event_type,
+                                     uint32_t qp_num,
+                                     uint32_t port);
 
 // Closes the connection and frees the handle: unread data is dropped; a
 // healthy connection sends its zero-length close SEND after the data in

@@ -153,7 +153,9 @@ pub unsafe extern "C" fn ibstack_dispatcher_release_rx(d: *const ibstack_dispatc
 }
 
 /// Reads the device's async events, handles them (LAST_WQE_REACHED,
-/// QP_FATAL: the QP is faulted; CQ_ERR, DEVICE_FATAL: logged and counted) and
+/// QP_FATAL: the QP is faulted; DEVICE_FATAL, PORT_ERR of the port in use:
+/// every QP is faulted; CQ_ERR: logged and counted; on a stack the faults
+/// reach the connections, which are woken) and
 /// returns the oldest unreported one: 1 and `*ev` filled, 0 when none.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_next_async_event(d: *const ibstack_dispatcher, ev: *mut ibstack_async_event) -> c_int {

@@ -281,6 +281,31 @@ pub unsafe extern "C" fn ibstack_conn_fd(conn: *const ibstack_conn) -> c_int {
     ffi_boundary!({ Ok(conn_ref(conn)?.fd()) })
 }
 
+/// The connection's local QP number (as in ibstack_stack_history_json and
+/// device async events); 0 for an invalid handle.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_conn_qp_num(conn: *const ibstack_conn) -> u32 {
+    ffi_boundary!({ Ok(conn_ref(conn)?.qp_num()) })
+}
+
+/// Fault injection for tests: handles a device async event (`enum
+/// ibv_event_type`, QP number for QP events, port for port events) exactly
+/// as if the device had reported it — QP_FATAL, LAST_WQE_REACHED,
+/// DEVICE_FATAL or PORT_ERR cannot be provoked on Soft-RoCE. The event takes
+/// effect in the next poller iteration. Returns 0, or -EINVAL for an invalid
+/// handle or an event type above 255.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_stack_inject_async_event(stack: *const ibstack_stack, event_type: u32, qp_num: u32, port: u32) -> c_int {
+    ffi_boundary!({
+        let s = stack_ref(stack)?;
+        if event_type > 255 {
+            return Err(crate::Error::inval(format!("event_type {event_type} is not an enum ibv_event_type value")));
+        }
+        s.inject_async_event(crate::verbs::AsyncEvent { kind: event_type, qp_num, port });
+        Ok(0)
+    })
+}
+
 /// Closes the connection and frees the handle: unread data is dropped; a
 /// healthy connection sends its zero-length close SEND after the data in
 /// flight, and the QP is retired (ERR + beacon) once the peer acknowledged

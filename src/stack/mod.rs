@@ -181,6 +181,13 @@ impl Stack {
         self.shared.adopt(tcp, Role::Connector, addr.to_string())
     }
 
+    /// See `Dispatcher::inject_async_event`; wakes the poller so the event
+    /// is routed to the connections in its next iteration.
+    pub fn inject_async_event(&self, ev: crate::verbs::AsyncEvent) {
+        self.shared.disp.inject_async_event(ev);
+        self.shared.kick();
+    }
+
     /// Connections not fully torn down yet (closing ones included).
     pub fn conn_count(&self) -> usize {
         self.shared.conns.lock().len()
@@ -322,7 +329,24 @@ impl Shared {
             tcp = self.poll_fds(0)?;
             self.retire_closed();
         }
+        self.route_async_faults();
         Ok(!o.idle || o.delivered > 0 || tcp > 0)
+    }
+
+    /// QP faults from device async events reach their connections (error
+    /// and a wake-up); QP number 0 means every connection.
+    fn route_async_faults(&self) {
+        let mut faults = Vec::new();
+        self.disp.take_async_faults(&mut faults);
+        for (qpn, e) in faults {
+            let hit: Vec<Arc<Conn>> = match qpn {
+                0 => self.conns.lock().values().cloned().collect(),
+                n => self.conn(n).into_iter().collect(),
+            };
+            for c in hit {
+                c.fault(e.clone());
+            }
+        }
     }
 
     /// Handles ready fds (TCP sockets of connections, channel events, the
