@@ -38,7 +38,7 @@ check() {  # $1 = description, rest = command whose success is the check
 lib=$stage/lib/libibstack.so
 if [ "$mode" = host ]; then
     for v in so a; do
-        for t in test_null_args test_config test_nodevice test_log test_handles; do run "$t ($v)" "$build/$t.$v"; done
+        for t in test_null_args test_config test_nodevice test_log test_handles test_sizes; do run "$t ($v)" "$build/$t.$v"; done
     done
     # random call sequences (SEED=... to replay one; the seed is printed first)
     run "test_seq host (so)" env SECS=8 "$build/test_seq.so" host
@@ -98,6 +98,13 @@ elif [ "$mode" = vm ]; then
         for m in deadlines handshake; do run "test_faults_rxe $m $q (so)" "$build/test_faults_rxe.so" $m $q; done
         [ "$q" = srq ] && run "test_faults_rxe keepalive $q (so)" "$build/test_faults_rxe.so" keepalive $q
     done
+    # hostile peers and careless callers
+    for q in srq nosrq; do
+        for m in inject rawpeer chunks sizes stackfree asyncev; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
+    done
+    # close racing the polling thread: 10000 rounds, bounded to 60 s (~5000 fit in the TCG VM)
+    run "test_hostile_rxe closerace srq 10000 (so)" "$build/test_hostile_rxe.so" closerace srq 10000
+    run "test_hostile_rxe closerace nosrq 2000 (so)" "$build/test_hostile_rxe.so" closerace nosrq 2000
     # the examples, as the README demo runs them: one server, two clients (1 + 4 connections)
     ex_opts="-o ms_async_rdma_device_name=rxe0 -o ms_async_rdma_gid_idx=1 -o ms_async_rdma_buffer_size=16384 \
         -o ms_async_rdma_send_buffers=256 -o ms_async_rdma_receive_queue_len=128 -o ms_async_rdma_receive_buffers=2048"
@@ -128,7 +135,7 @@ elif [ "$mode" = asan ]; then
     # report exits non-zero (halt_on_error) and counts as a failure; leaks are reported too
     export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:exitcode=99
     for v in so a; do
-        for t in test_null_args test_config test_nodevice test_log test_handles; do
+        for t in test_null_args test_config test_nodevice test_log test_handles test_sizes; do
             run "$t (ASan, $v)" "$build/$t.$v"
         done
     done

@@ -167,7 +167,11 @@ typedef struct ibstack_qp ibstack_qp;
 // ibstack_stack_thread = false the host drives it (ibstack_stack_fd,
 // ibstack_stack_poll).
 // Ownership: ibstack_stack_new / ibstack_stack_free. Close every connection
-// and free every listener first (one that outlives the stack keeps it alive).
+// and free every listener first: connections still open when the stack is
+// freed are faulted (-ESHUTDOWN, "the stack was freed", their fd becomes
+// readable) and only closing them remains; a listener that outlives the
+// stack refuses ibstack_accept with -ESHUTDOWN. Device, pools and QPs are
+// released once the last of these handles is freed.
 // Thread safety: all functions may be called from any thread.
 typedef struct ibstack_stack ibstack_stack;
 
@@ -492,7 +496,10 @@ const struct ibstack_cq *ibstack_dispatcher_rx_cq(const struct ibstack_dispatche
 //   ibstack_chunk_read, give it back with ibstack_dispatcher_release_rx);
 //   `byte_len` 0 is the peer's close SEND;
 // * any other status: an error on a live QP, which is now faulted (see
-//   ibstack_qp_fault_message); its buffer was already returned.
+//   ibstack_qp_fault_message); its buffer was already returned. A receive
+//   that is not a SEND's (e.g. IBV_WC_RECV_RDMA_WITH_IMM: Ceph's protocol
+//   uses SENDs only) comes out with status IBV_WC_GENERAL_ERR and faults
+//   the QP with a message naming the opcode.
 int ibstack_dispatcher_poll(const struct ibstack_dispatcher *d, struct ibstack_wc *wc, int n);
 
 // Arms both CQs, polls once more (completions that raced with arming), and
@@ -503,10 +510,15 @@ int ibstack_dispatcher_poll(const struct ibstack_dispatcher *d, struct ibstack_w
 int ibstack_dispatcher_wait(const struct ibstack_dispatcher *d, int timeout_ms);
 
 // Gives back an RX chunk that ibstack_dispatcher_poll handed over.
+// -EINVAL for one that is free already or still posted to a receive queue
+// (e.g. named by a completion polled with ibstack_cq_poll and not yet handed
+// to ibstack_dispatcher_handle_rx); the message names the chunk.
 int ibstack_dispatcher_release_rx(const struct ibstack_dispatcher *d, struct ibstack_chunk *c);
 
 // Reads the device's async events, handles them (LAST_WQE_REACHED,
-// QP_FATAL: the QP is faulted; CQ_ERR, DEVICE_FATAL: logged and counted) and
+// QP_FATAL: the QP is faulted; DEVICE_FATAL, PORT_ERR of the port in use:
+// every QP is faulted; CQ_ERR: logged and counted; on a stack the faults
+// reach the connections, which are woken) and
 // returns the oldest unreported one: 1 and `*ev` filled, 0 when none.
 int ibstack_dispatcher_next_async_event(const struct ibstack_dispatcher *d, struct ibstack_async_event *ev);
 
@@ -631,8 +643,9 @@ int ibstack_mem_mgr_get_tx_chunks(struct ibstack_mem_mgr *mm,
                                   size_t *n_out);
 
 // Returns TX chunks to the cluster (each reset for writing). A chunk
-// returned twice or a pointer that is not a TX chunk of this pool is
-// -EINVAL (the message lists them); the valid ones are still returned.
+// returned twice, one still in flight (posted, its completion not polled:
+// the dispatcher returns it) or a pointer that is not a TX chunk of this
+// pool is -EINVAL (the message lists them); the valid ones are still returned.
 int ibstack_mem_mgr_return_tx(struct ibstack_mem_mgr *mm, struct ibstack_chunk *const *chunks, size_t n);
 
 // Whether `ptr` lies in the registered TX data region (false for NULL mm).
@@ -787,8 +800,10 @@ int ibstack_qp_handshake(const struct ibstack_qp *qp, int fd, uint32_t role, int
 // NULL) receives how many were accepted: those now belong to the dispatcher,
 // which returns them to the TX pool when they complete; the others are still
 // the caller's. Errors: -ENOTCONN before RTS, -EPIPE after to_dead, -EINVAL
-// for a chunk not from the TX pool, else ibv_post_send's return value (never
-// errno).
+// for a chunk not from the TX pool, or one the caller does not hold (free,
+// still in flight from an earlier post, or twice in `chunks`; the message
+// names the entry and nothing is posted), else ibv_post_send's return value
+// (never errno).
 int ibstack_qp_post_send(const struct ibstack_qp *qp,
                          struct ibstack_chunk *const *chunks,
                          size_t n,
@@ -818,7 +833,8 @@ int ibstack_cm_meta_decode(const char *buf, size_t len, struct ibstack_cm_meta *
 // to `qp`'s receive queue (`qp` is ignored with an SRQ and may be NULL).
 // Returns how many were posted (fewer, possibly 0, when the RX pool is at its
 // limit) or -errno: the provider's return value when the post failed (the
-// refused buffers went back to the pool).
+// refused buffers went back to the pool); -EINVAL when `n` exceeds
+// ms_async_rdma_receive_queue_len (what a receive queue holds).
 int ibstack_dispatcher_post_rx(const struct ibstack_dispatcher *d, uint32_t n, const struct ibstack_qp *qp);
 
 // Opens the device named by `cfg` (as ibstack_ib_new), registers the pools
@@ -826,8 +842,9 @@ int ibstack_dispatcher_post_rx(const struct ibstack_dispatcher *d, uint32_t n, c
 // ibstack_dispatcher_new) and starts the poller. Caller owns `*out`.
 int ibstack_stack_new(const struct ibstack_config *cfg, struct ibstack_stack **out);
 
-// Stops the poller, retires every remaining connection (at most 2 s of
-// drain) and frees everything. NULL is a no-op; an invalid handle is
+// Stops the poller, faults (-ESHUTDOWN) and retires every remaining
+// connection (at most 2 s of drain) and frees everything no connection or
+// listener handle still holds. NULL is a no-op; an invalid handle is
 // ignored with a warning.
 void ibstack_stack_free(struct ibstack_stack *stack);
 
@@ -950,7 +967,9 @@ size_t ibstack_conn_error_message(const struct ibstack_conn *conn, char *buf, si
 // the bytes accepted (possibly fewer than `len`), -EAGAIN while the
 // handshake is pending or when TX chunks (or this connection's share,
 // ibstack_max_inflight_per_conn) run out — ibstack_conn_fd fires when they
-// come back — or -errno (-EPIPE / -ECONNRESET after a failure).
+// come back — or -errno (-EPIPE / -ECONNRESET after a failure). One call
+// reads at most min(`len`, 64 × ms_async_rdma_buffer_size) bytes of `buf`,
+// never more than `len`; `len` above PTRDIFF_MAX is -EINVAL.
 ptrdiff_t ibstack_conn_send(struct ibstack_conn *conn, const void *buf, size_t len);
 
 // Copies up to `len` received bytes out, in order. Returns the count,
@@ -966,6 +985,21 @@ ptrdiff_t ibstack_conn_recv(struct ibstack_conn *conn, void *buf, size_t len);
 // open) until ibstack_conn_close, never longer — take it out of your epoll
 // set before closing.
 int ibstack_conn_fd(const struct ibstack_conn *conn);
+
+// The connection's local QP number (as in ibstack_stack_history_json and
+// device async events); 0 for an invalid handle.
+uint32_t ibstack_conn_qp_num(const struct ibstack_conn *conn);
+
+// Fault injection for tests: handles a device async event (`enum
+// ibv_event_type`, QP number for QP events, port for port events) exactly
+// as if the device had reported it — QP_FATAL, LAST_WQE_REACHED,
+// DEVICE_FATAL or PORT_ERR cannot be provoked on Soft-RoCE. The event takes
+// effect in the next poller iteration. Returns 0, or -EINVAL for an invalid
+// handle or an event type above 255.
+int ibstack_stack_inject_async_event(const struct ibstack_stack *stack,
+                                     uint32_t event_type,
+                                     uint32_t qp_num,
+                                     uint32_t port);
 
 // Closes the connection and frees the handle: unread data is dropped; a
 // healthy connection sends its zero-length close SEND after the data in

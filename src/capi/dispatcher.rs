@@ -112,7 +112,10 @@ pub unsafe extern "C" fn ibstack_dispatcher_rx_cq(d: *const ibstack_dispatcher) 
 ///   ibstack_chunk_read, give it back with ibstack_dispatcher_release_rx);
 ///   `byte_len` 0 is the peer's close SEND;
 /// * any other status: an error on a live QP, which is now faulted (see
-///   ibstack_qp_fault_message); its buffer was already returned.
+///   ibstack_qp_fault_message); its buffer was already returned. A receive
+///   that is not a SEND's (e.g. IBV_WC_RECV_RDMA_WITH_IMM: Ceph's protocol
+///   uses SENDs only) comes out with status IBV_WC_GENERAL_ERR and faults
+///   the QP with a message naming the opcode.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_poll(d: *const ibstack_dispatcher, wc: *mut Wc, n: c_int) -> c_int {
     ffi_boundary!({
@@ -134,6 +137,9 @@ pub unsafe extern "C" fn ibstack_dispatcher_wait(d: *const ibstack_dispatcher, t
 }
 
 /// Gives back an RX chunk that ibstack_dispatcher_poll handed over.
+/// -EINVAL for one that is free already or still posted to a receive queue
+/// (e.g. named by a completion polled with ibstack_cq_poll and not yet handed
+/// to ibstack_dispatcher_handle_rx); the message names the chunk.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_release_rx(d: *const ibstack_dispatcher, c: *mut ibstack_chunk) -> c_int {
     ffi_boundary!({
@@ -147,7 +153,9 @@ pub unsafe extern "C" fn ibstack_dispatcher_release_rx(d: *const ibstack_dispatc
 }
 
 /// Reads the device's async events, handles them (LAST_WQE_REACHED,
-/// QP_FATAL: the QP is faulted; CQ_ERR, DEVICE_FATAL: logged and counted) and
+/// QP_FATAL: the QP is faulted; DEVICE_FATAL, PORT_ERR of the port in use:
+/// every QP is faulted; CQ_ERR: logged and counted; on a stack the faults
+/// reach the connections, which are woken) and
 /// returns the oldest unreported one: 1 and `*ev` filled, 0 when none.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_next_async_event(d: *const ibstack_dispatcher, ev: *mut ibstack_async_event) -> c_int {

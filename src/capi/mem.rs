@@ -135,8 +135,9 @@ pub unsafe extern "C" fn ibstack_mem_mgr_get_tx_chunks(
 }
 
 /// Returns TX chunks to the cluster (each reset for writing). A chunk
-/// returned twice or a pointer that is not a TX chunk of this pool is
-/// -EINVAL (the message lists them); the valid ones are still returned.
+/// returned twice, one still in flight (posted, its completion not polled:
+/// the dispatcher returns it) or a pointer that is not a TX chunk of this
+/// pool is -EINVAL (the message lists them); the valid ones are still returned.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_mem_mgr_return_tx(
     mm: *mut ibstack_mem_mgr,

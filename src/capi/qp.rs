@@ -275,8 +275,10 @@ pub unsafe extern "C" fn ibstack_qp_handshake(qp: *const ibstack_qp, fd: c_int, 
 /// NULL) receives how many were accepted: those now belong to the dispatcher,
 /// which returns them to the TX pool when they complete; the others are still
 /// the caller's. Errors: -ENOTCONN before RTS, -EPIPE after to_dead, -EINVAL
-/// for a chunk not from the TX pool, else ibv_post_send's return value (never
-/// errno).
+/// for a chunk not from the TX pool, or one the caller does not hold (free,
+/// still in flight from an earlier post, or twice in `chunks`; the message
+/// names the entry and nothing is posted), else ibv_post_send's return value
+/// (never errno).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_qp_post_send(
     qp: *const ibstack_qp,
@@ -367,7 +369,8 @@ pub unsafe extern "C" fn ibstack_cm_meta_decode(buf: *const c_char, len: usize, 
 /// to `qp`'s receive queue (`qp` is ignored with an SRQ and may be NULL).
 /// Returns how many were posted (fewer, possibly 0, when the RX pool is at its
 /// limit) or -errno: the provider's return value when the post failed (the
-/// refused buffers went back to the pool).
+/// refused buffers went back to the pool); -EINVAL when `n` exceeds
+/// ms_async_rdma_receive_queue_len (what a receive queue holds).
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_dispatcher_post_rx(d: *const ibstack_dispatcher, n: u32, qp: *const ibstack_qp) -> c_int {
     ffi_boundary!({

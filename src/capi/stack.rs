@@ -21,7 +21,11 @@ use std::sync::Arc;
 /// ibstack_stack_thread = false the host drives it (ibstack_stack_fd,
 /// ibstack_stack_poll).
 /// Ownership: ibstack_stack_new / ibstack_stack_free. Close every connection
-/// and free every listener first (one that outlives the stack keeps it alive).
+/// and free every listener first: connections still open when the stack is
+/// freed are faulted (-ESHUTDOWN, "the stack was freed", their fd becomes
+/// readable) and only closing them remains; a listener that outlives the
+/// stack refuses ibstack_accept with -ESHUTDOWN. Device, pools and QPs are
+/// released once the last of these handles is freed.
 /// Thread safety: all functions may be called from any thread.
 pub struct ibstack_stack {
     _opaque: [u8; 0],
@@ -69,8 +73,9 @@ pub unsafe extern "C" fn ibstack_stack_new(cfg: *const ibstack_config, out: *mut
     })
 }
 
-/// Stops the poller, retires every remaining connection (at most 2 s of
-/// drain) and frees everything. NULL is a no-op; an invalid handle is
+/// Stops the poller, faults (-ESHUTDOWN) and retires every remaining
+/// connection (at most 2 s of drain) and frees everything no connection or
+/// listener handle still holds. NULL is a no-op; an invalid handle is
 /// ignored with a warning.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_free(stack: *mut ibstack_stack) {
@@ -358,7 +363,9 @@ pub unsafe extern "C" fn ibstack_conn_error_message(conn: *const ibstack_conn, b
 /// the bytes accepted (possibly fewer than `len`), -EAGAIN while the
 /// handshake is pending or when TX chunks (or this connection's share,
 /// ibstack_max_inflight_per_conn) run out — ibstack_conn_fd fires when they
-/// come back — or -errno (-EPIPE / -ECONNRESET after a failure).
+/// come back — or -errno (-EPIPE / -ECONNRESET after a failure). One call
+/// reads at most min(`len`, 64 × ms_async_rdma_buffer_size) bytes of `buf`,
+/// never more than `len`; `len` above PTRDIFF_MAX is -EINVAL.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_conn_send(conn: *mut ibstack_conn, buf: *const c_void, len: usize) -> isize {
     ffi_boundary!({
@@ -392,6 +399,31 @@ pub unsafe extern "C" fn ibstack_conn_recv(conn: *mut ibstack_conn, buf: *mut c_
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_conn_fd(conn: *const ibstack_conn) -> c_int {
     ffi_boundary!({ Ok(conn_ref(conn)?.fd()) })
+}
+
+/// The connection's local QP number (as in ibstack_stack_history_json and
+/// device async events); 0 for an invalid handle.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_conn_qp_num(conn: *const ibstack_conn) -> u32 {
+    ffi_boundary!({ Ok(conn_ref(conn)?.qp_num()) })
+}
+
+/// Fault injection for tests: handles a device async event (`enum
+/// ibv_event_type`, QP number for QP events, port for port events) exactly
+/// as if the device had reported it — QP_FATAL, LAST_WQE_REACHED,
+/// DEVICE_FATAL or PORT_ERR cannot be provoked on Soft-RoCE. The event takes
+/// effect in the next poller iteration. Returns 0, or -EINVAL for an invalid
+/// handle or an event type above 255.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_stack_inject_async_event(stack: *const ibstack_stack, event_type: u32, qp_num: u32, port: u32) -> c_int {
+    ffi_boundary!({
+        let s = stack_ref(stack)?;
+        if event_type > 255 {
+            return Err(crate::Error::inval(format!("event_type {event_type} is not an enum ibv_event_type value")));
+        }
+        s.inject_async_event(crate::verbs::AsyncEvent { kind: event_type, qp_num, port });
+        Ok(0)
+    })
 }
 
 /// Closes the connection and frees the handle: unread data is dropped; a

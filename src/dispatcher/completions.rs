@@ -5,7 +5,7 @@ use super::Dispatcher;
 use crate::error::Error;
 use crate::history::QpEvent;
 use crate::qp::{QueuePair, BEACON_WRID, FIN_WRID_TAG};
-use crate::verbs::cq::{WC_OPCODE_RECV, WC_RETRY_EXC_ERR, WC_SUCCESS, WC_WR_FLUSH_ERR};
+use crate::verbs::cq::{WC_GENERAL_ERR, WC_OPCODE_RECV, WC_RETRY_EXC_ERR, WC_SUCCESS, WC_WR_FLUSH_ERR};
 use crate::verbs::{wc_status_name, Wc};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
@@ -25,6 +25,35 @@ fn wc_error(qp: u32, dir: &str, w: &Wc) -> Error {
             wc_status_name(w.status),
             w.status,
             w.vendor_err
+        ),
+    )
+}
+
+/// Name of a receive-side `ibv_wc_opcode`.
+fn rx_opcode_name(op: u32) -> &'static str {
+    match op {
+        128 => "IBV_WC_RECV",
+        129 => "IBV_WC_RECV_RDMA_WITH_IMM",
+        130 => "IBV_WC_TM_ADD",
+        131 => "IBV_WC_TM_DEL",
+        132 => "IBV_WC_TM_SYNC",
+        133 => "IBV_WC_TM_RECV",
+        134 => "IBV_WC_TM_NO_TAG",
+        _ => "an unknown opcode",
+    }
+}
+
+/// A successful receive completion that is not a SEND's (Ceph's wire
+/// protocol uses SENDs only): the peer broke the protocol.
+fn wrong_opcode(qp: u32, w: &Wc) -> Error {
+    Error::new(
+        libc::EPROTO,
+        format!(
+            "QP {qp}: receive completion with opcode {} ({}, {} bytes): only SENDs (IBV_WC_RECV) carry data in \
+             Ceph's RDMA protocol; the peer used RDMA WRITE with immediate or another non-SEND operation",
+            rx_opcode_name(w.opcode),
+            w.opcode,
+            w.byte_len
         ),
     )
 }
@@ -81,7 +110,7 @@ impl Dispatcher {
                 }
             }
             if let Some(ch) = self.env.mem.tx.from_wr_id(w.wr_id) {
-                match self.env.mem.tx.put_one(ch) {
+                match self.env.mem.tx.sent(ch) {
                     Ok(()) => n += 1,
                     Err(e) => log::error!("returning a TX chunk after completion: {e}"),
                 }
@@ -107,11 +136,16 @@ impl Dispatcher {
         c.rx_total_wc.fetch_add(wcs.len() as u64, Relaxed);
         let srq = self.env.srq.is_some();
         for w in wcs {
-            self.env.rx_posted.fetch_sub(1, Relaxed);
             let Some(chunk) = self.env.mem.rx.from_wr_id(w.wr_id) else {
                 log::error!("receive completion on QP {} with wr_id {:#x} that is not an RX chunk; ignored", w.qp_num, w.wr_id);
                 continue;
             };
+            // Posted → held: a second completion for the same buffer is refused here.
+            if let Err(e) = self.env.mem.rx.take_posted(chunk) {
+                log::error!("receive completion on QP {} ({}): {e}; a duplicate or forged completion, ignored", w.qp_num, wc_status_name(w.status));
+                continue;
+            }
+            self.env.rx_posted.fetch_sub(1, Relaxed);
             let qp = self.lookup(w.qp_num);
             if let (false, Some(q)) = (srq, &qp) {
                 q.rx_completed(chunk);
@@ -144,8 +178,14 @@ impl Dispatcher {
                 continue;
             }
             c.rx_total_wc_errors.fetch_add(1, Relaxed);
+            // The buffer goes back here, once; the host only learns of the fault.
             self.release_rx_chunk(chunk);
             match live {
+                Some(q) if w.status == WC_SUCCESS => {
+                    // Handed to the host as an error: status 0 would read as data.
+                    let bad = Wc { status: WC_GENERAL_ERR, ..*w };
+                    self.fault_live(q, &bad, wrong_opcode(w.qp_num, w))
+                }
                 Some(q) => self.fault_live(q, w, wc_error(w.qp_num, "receive", w)),
                 None => log::debug!("receive flushed ({}) on dead QP {}", wc_status_name(w.status), w.qp_num),
             }

@@ -55,6 +55,10 @@ pub struct Dispatcher {
     /// Completions for the host (receives, and errors of live QPs), in order.
     ready: Mutex<VecDeque<Wc>>,
     events: Mutex<VecDeque<AsyncEvent>>,
+    /// QP faults caused by async events, for the layer above to route to
+    /// its connections (QP number, or 0 for every QP of the device).
+    async_faults: Mutex<Vec<(u32, Error)>>,
+    async_faults_pending: std::sync::atomic::AtomicBool,
     /// Serializes polling; holds the completion scratch array.
     poll_lock: Mutex<Box<[Wc; MAX_COMPLETIONS]>>,
     /// Serializes `post_rx`; holds its list of chunks being posted.
@@ -96,6 +100,8 @@ impl Dispatcher {
             reg: Mutex::new(Registry::default()),
             ready: Mutex::new(VecDeque::new()),
             events: Mutex::new(VecDeque::new()),
+            async_faults: Mutex::new(Vec::new()),
+            async_faults_pending: std::sync::atomic::AtomicBool::new(false),
             poll_lock: Mutex::new(Box::new([Wc::default(); MAX_COMPLETIONS])),
             rx_scratch: Mutex::new(Vec::with_capacity(ib_rx_queue_len as usize)),
             last_async_check: Mutex::new(crate::cycles::Stamp::now()),
@@ -180,7 +186,7 @@ impl Dispatcher {
             log::error!("{e}");
         }
         for c in left {
-            self.release_rx_chunk(c);
+            self.reclaim_rx_chunk(c);
         }
         self.env.history.record(qp.qp_num(), crate::history::QpEvent::Destroyed, "creation failed");
         self.env.history.retire(qp.qp_num());

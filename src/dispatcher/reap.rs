@@ -122,7 +122,7 @@ impl Dispatcher {
         if !left.is_empty() {
             let _ = self.env.rx_posted.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(left.len() as u64)));
             for c in left {
-                self.release_rx_chunk(c);
+                self.reclaim_rx_chunk(c);
             }
         }
         c.qp_destroyed.fetch_add(1, Relaxed);

@@ -19,6 +19,13 @@ impl Dispatcher {
         if self.env.srq.is_none() && qp.is_none() {
             return Err(Error::inval("post_rx: no SRQ (ms_async_rdma_support_srq = false), so a QP is required"));
         }
+        // A receive queue (SRQ or RQ) holds rx_queue_len entries: more can never be posted.
+        let cap = self.env.ib.rx_queue_len();
+        if n > cap {
+            return Err(Error::inval(format!(
+                "post_rx: n is {n}: more than a receive queue holds (ms_async_rdma_receive_queue_len = {cap})"
+            )));
+        }
         let rx = &self.env.mem.rx;
         // The dispatcher's scratch list of chunks (kept, so nothing is allocated per post).
         let mut chunks = self.rx_scratch.lock();
@@ -29,6 +36,10 @@ impl Dispatcher {
                 Ok(c) => {
                     c.reset_read();
                     c.set_qp(qpn);
+                    if let Err(e) = rx.mark_posted(c) {
+                        log::error!("post_rx: {e}");
+                        break;
+                    }
                     chunks.push(c);
                 }
                 Err(e) => {
@@ -55,7 +66,7 @@ impl Dispatcher {
                 self.env.rx_posted.fetch_add(pe.posted as u64, Relaxed);
                 self.env.counters.rx_post_errors.fetch_add(1, Relaxed);
                 for &c in &chunks[pe.posted..] {
-                    self.release_rx_chunk(c);
+                    self.reclaim_rx_chunk(c);
                 }
                 let target = match qp {
                     Some(q) if self.env.srq.is_none() => format!("QP {}'s receive queue", q.qp_num()),
@@ -81,7 +92,7 @@ impl Dispatcher {
     /// Posts `owed` buffers; what could not be posted becomes the backlog.
     /// `prev` is the backlog this replaces (for the gauge).
     fn post_owed(&self, qp: Option<&QueuePair>, prev: u64, owed: u64) {
-        let posted = match self.post_rx(owed.min(u32::MAX as u64) as u32, qp) {
+        let posted = match self.post_rx(owed.min(self.env.ib.rx_queue_len() as u64) as u32, qp) {
             Ok(n) => n as u64,
             Err(e) => {
                 log::error!("{e}");
@@ -126,6 +137,14 @@ impl Dispatcher {
     pub(crate) fn release_rx_chunk(&self, c: ChunkRef) {
         if let Err(e) = self.env.mem.rx.release(c) {
             log::error!("returning an RX chunk: {e}");
+        }
+    }
+
+    /// Returns an RX chunk that is still posted to a receive queue that is
+    /// gone (or refused it) to the pool (a failure is logged).
+    pub(crate) fn reclaim_rx_chunk(&self, c: ChunkRef) {
+        if let Err(e) = self.env.mem.rx.reclaim(c) {
+            log::error!("reclaiming a posted RX chunk: {e}");
         }
     }
 

@@ -227,13 +227,18 @@ pub unsafe fn str_arg<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
     s.to_str().map_err(|_| Error::inval(format!("{what} is not valid UTF-8")))
 }
 
-/// No buffer holds more than `isize::MAX` bytes (a Rust slice cannot): a
-/// larger length (SIZE_MAX, a negative int passed as size_t) is `-EINVAL`
-/// before a slice is made of it.
-fn check_len<T>(n: usize, what: &str) -> Result<()> {
+
+/// `n` entries of `T` fit in one object (at most isize::MAX bytes, what a
+/// Rust slice and any real buffer can hold); more is a caller's bug (a
+/// negative length cast to size_t, a wrong variable) and `-EINVAL`.
+pub fn plausible<T>(n: usize, what: &str) -> Result<()> {
     let size = std::mem::size_of::<T>().max(1);
     if n > isize::MAX as usize / size {
-        return Err(Error::inval(format!("{what} claims {n} x {size} bytes; no buffer is that large")));
+        return Err(Error::inval(format!(
+            "{what}: length {n}{} exceeds the largest possible buffer ({} bytes): a negative or uninitialized length?",
+            if size > 1 { format!(" x {size} bytes") } else { String::new() },
+            isize::MAX
+        )));
     }
     Ok(())
 }
@@ -243,13 +248,13 @@ fn check_len<T>(n: usize, what: &str) -> Result<()> {
 /// # Safety
 /// `p` must be NULL or valid for `len` bytes of reads.
 pub unsafe fn bytes_arg<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a [u8]> {
+    plausible::<u8>(len, what)?;
     if len == 0 {
         return Ok(&[]);
     }
     if p.is_null() {
         return Err(Error::inval(format!("{what} is NULL but its length is {len}")));
     }
-    check_len::<u8>(len, what)?;
     // SAFETY: guaranteed by the caller.
     Ok(unsafe { std::slice::from_raw_parts(p, len) })
 }
@@ -259,13 +264,13 @@ pub unsafe fn bytes_arg<'a>(p: *const u8, len: usize, what: &str) -> Result<&'a 
 /// # Safety
 /// `p` must be NULL or valid for `len` bytes of writes.
 pub unsafe fn bytes_out<'a>(p: *mut u8, len: usize, what: &str) -> Result<&'a mut [u8]> {
+    plausible::<u8>(len, what)?;
     if len == 0 {
         return Ok(&mut []);
     }
     if p.is_null() {
         return Err(Error::inval(format!("{what} is NULL but its length is {len}")));
     }
-    check_len::<u8>(len, what)?;
     // SAFETY: guaranteed by the caller.
     Ok(unsafe { std::slice::from_raw_parts_mut(p, len) })
 }
@@ -278,6 +283,7 @@ pub unsafe fn bytes_out<'a>(p: *mut u8, len: usize, what: &str) -> Result<&'a mu
 /// # Safety
 /// `buf` must be NULL or valid for `len` bytes of writes.
 pub unsafe fn text_out(text: &str, buf: *mut c_char, len: usize) -> Result<std::os::raw::c_int> {
+    plausible::<u8>(len, "buf")?;
     if buf.is_null() && len > 0 {
         return Err(Error::inval(format!("buf is NULL but len is {len}")));
     }
@@ -298,6 +304,7 @@ pub unsafe fn items_mut<'a, T>(p: *mut T, n: c_int, what: &str) -> Result<&'a mu
     if n == 0 {
         return Ok(&mut []);
     }
+    plausible::<T>(n as usize, what)?;
     if p.is_null() {
         return Err(Error::inval(format!("{what} is NULL but n is {n}")));
     }
@@ -313,10 +320,10 @@ pub unsafe fn items<'a, T>(p: *const T, n: usize, what: &str) -> Result<&'a [T]>
     if n == 0 {
         return Ok(&[]);
     }
+    plausible::<T>(n, what)?;
     if p.is_null() {
         return Err(Error::inval(format!("{what} is NULL but n is {n}")));
     }
-    check_len::<T>(n, what)?;
     // SAFETY: the caller provides n entries.
     Ok(unsafe { std::slice::from_raw_parts(p, n) })
 }
@@ -335,10 +342,10 @@ pub unsafe fn items_out<'a, T>(
     if n == 0 {
         return Ok(&mut []);
     }
+    plausible::<T>(n, what)?;
     if p.is_null() {
         return Err(Error::inval(format!("{what} is NULL but {count} is {n}")));
     }
-    check_len::<T>(n, what)?;
     // SAFETY: the caller provides n entries, possibly uninitialised (hence MaybeUninit).
     Ok(unsafe { std::slice::from_raw_parts_mut(p.cast(), n) })
 }
@@ -379,4 +386,26 @@ pub fn static_cstr(s: &'static str) -> *const c_char {
         Box::leak(owned.into_boxed_c_str())
     });
     c.as_ptr()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn implausible_lengths_are_einval_before_any_slice_is_made() {
+        let b = [0u8; 4];
+        // SAFETY: the lengths are refused before the pointer is used.
+        unsafe {
+            let e = bytes_arg(b.as_ptr(), usize::MAX, "buf").unwrap_err();
+            assert_eq!(e.errno, libc::EINVAL);
+            assert!(e.msg.contains("buf: length") && e.msg.contains("exceeds"), "{}", e.msg);
+            assert!(bytes_arg(b.as_ptr(), isize::MAX as usize + 1, "buf").is_err());
+            assert!(bytes_out(b.as_ptr() as *mut u8, usize::MAX, "buf").is_err());
+            assert!(items(b.as_ptr() as *const u64, usize::MAX / 8 + 1, "chunks").unwrap_err().msg.contains("x 8 bytes"));
+            assert_eq!(bytes_arg(b.as_ptr(), 4, "buf").unwrap().len(), 4);
+        }
+        assert!(plausible::<u64>(isize::MAX as usize / 8, "n").is_ok());
+        assert!(plausible::<u64>(isize::MAX as usize / 8 + 1, "n").is_err());
+    }
 }

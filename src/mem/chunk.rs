@@ -7,10 +7,30 @@
 //! shared between threads without `unsafe` aliasing.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::{AcqRel, Acquire, Relaxed}};
 
+// Who owns a chunk (its `state` byte). Every change is a compare-and-swap
+// from the one state it may come from, so a chunk posted twice, returned
+// while in flight or released while posted is refused, never double-freed.
+/// In its pool's free list.
 pub(crate) const FREE: u8 = 0;
-pub(crate) const IN_USE: u8 = 1;
+/// Taken from the pool: the host's (or the library code's that took it).
+pub(crate) const HELD: u8 = 1;
+/// Carried by a posted SEND until its completion is polled.
+pub(crate) const IN_FLIGHT: u8 = 2;
+/// On a receive queue (the SRQ or a QP's RQ) until its completion is polled.
+pub(crate) const POSTED: u8 = 3;
+
+/// What a state means, for messages.
+pub(crate) fn state_name(s: u8) -> &'static str {
+    match s {
+        FREE => "free (already returned to its pool)",
+        HELD => "held by its owner",
+        IN_FLIGHT => "in flight (a posted SEND whose completion was not polled yet)",
+        POSTED => "posted to a receive queue (the dispatcher owns it until its completion)",
+        _ => "in an unknown state",
+    }
+}
 
 /// Which pool a chunk belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,8 +170,17 @@ impl Chunk {
     pub fn qp(&self) -> u32 {
         self.qp.load(Relaxed)
     }
+    /// Not in the free list (held, in flight or posted).
     pub(crate) fn is_in_use(&self) -> bool {
-        self.state.load(Relaxed) == IN_USE
+        self.state.load(Relaxed) != FREE
+    }
+    /// Held by its owner (taken from the pool, neither posted nor in flight).
+    pub(crate) fn is_held(&self) -> bool {
+        self.state.load(Relaxed) == HELD
+    }
+    /// `from` → `to` if the chunk is in `from`; else the state it is in.
+    pub(crate) fn transition(&self, from: u8, to: u8) -> std::result::Result<(), u8> {
+        self.state.compare_exchange(from, to, AcqRel, Acquire).map(|_| ())
     }
 }
 

@@ -122,7 +122,7 @@ impl MemoryManager {
     /// The TX chunks `ptrs` name, all checked first to be this cluster's
     /// chunks and handed out (not free): what a post of caller chunks needs.
     /// `-EINVAL` names the first bad entry; nothing is allocated.
-    pub fn tx_in_use<'a>(&'a self, ptrs: &'a [*const Chunk]) -> Result<impl ExactSizeIterator<Item = ChunkRef> + 'a> {
+    pub fn tx_in_use<'a>(&'a self, ptrs: &'a [*const Chunk]) -> Result<impl ExactSizeIterator<Item = ChunkRef> + Clone + 'a> {
         let id = |p: *const Chunk| self.tx.from_wr_id(p as usize as u64);
         if let Some(i) = ptrs.iter().position(|&p| !id(p).is_some_and(|c| c.is_in_use())) {
             return Err(crate::Error::inval(format!(

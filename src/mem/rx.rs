@@ -12,7 +12,7 @@
 //! Get/release of a chunk of an existing block is lock-free; only growing
 //! takes the pool's own growth lock (never a process-wide one).
 
-use super::chunk::{Chunk, ChunkKind, ChunkRef, FREE, IN_USE};
+use super::chunk::{state_name, Chunk, ChunkKind, ChunkRef, FREE, HELD, POSTED};
 use super::freelist::{FreeList, Links};
 use super::region::Region;
 use super::registrar::{register_checked, Registrar, Registration};
@@ -84,7 +84,7 @@ impl RxPool {
     fn take(&self) -> Option<ChunkRef> {
         let i = self.free.pop(&Blocks(&self.blocks))?;
         let c = self.chunk(i);
-        c.state.store(IN_USE, Relaxed);
+        c.state.store(HELD, Relaxed);
         Some(ChunkRef::new(c))
     }
 
@@ -165,7 +165,7 @@ impl RxPool {
         // keep the first chunk for the caller, free the rest
         self.free.push_spread(&Blocks(&self.blocks), (first + 1)..(first + n));
         let c = self.chunk(first);
-        c.state.store(IN_USE, Relaxed);
+        c.state.store(HELD, Relaxed);
         Ok(ChunkRef::new(c))
     }
 
@@ -195,11 +195,39 @@ impl RxPool {
     /// Give a receive chunk back (Ceph's release_rx_buffer): read cursors
     /// reset, owning QP cleared. Twice, or a chunk of another pool, is -EINVAL.
     pub fn release(&self, c: ChunkRef) -> Result<()> {
+        self.free_from(c, HELD)
+    }
+
+    /// A chunk still posted whose receive queue is gone (QP destroyed, post
+    /// refused by the provider): posted → free.
+    pub fn reclaim(&self, c: ChunkRef) -> Result<()> {
+        self.free_from(c, POSTED)
+    }
+
+    /// The chunk is about to be posted to a receive queue: held → posted.
+    pub fn mark_posted(&self, c: ChunkRef) -> Result<()> {
+        c.transition(HELD, POSTED).map_err(|s| {
+            Error::inval(format!("RX chunk {} ({:#x}) cannot be posted: it is {}", c.index(), c.wr_id(), state_name(s)))
+        })
+    }
+
+    /// A receive completion names `c`: posted → held (its new owner takes
+    /// it). -EINVAL if it was not posted (a duplicate or forged completion).
+    pub fn take_posted(&self, c: ChunkRef) -> Result<()> {
+        c.transition(POSTED, HELD).map_err(|s| {
+            Error::inval(format!("RX chunk {} ({:#x}) is not posted: it is {}", c.index(), c.wr_id(), state_name(s)))
+        })
+    }
+
+    fn free_from(&self, c: ChunkRef, from: u8) -> Result<()> {
         if !self.owns(c) {
             return Err(Error::inval(format!("{:#x} is not an RX chunk of this pool", c.wr_id())));
         }
-        if c.state.compare_exchange(IN_USE, FREE, AcqRel, Relaxed).is_err() {
-            return Err(Error::inval(format!("RX chunk {:#x} is already free (released twice?)", c.index())));
+        if let Err(s) = c.transition(from, FREE) {
+            return Err(Error::inval(match s {
+                FREE => format!("RX chunk {} ({:#x}) is already free (released twice?)", c.index(), c.wr_id()),
+                _ => format!("RX chunk {} ({:#x}) is {}", c.index(), c.wr_id(), state_name(s)),
+            }));
         }
         c.reset_read();
         c.set_qp(0);

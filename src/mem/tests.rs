@@ -288,3 +288,87 @@ fn many_threads_never_get_the_same_chunk_twice() {
     assert_eq!((s.tx_in_use, s.rx_in_use), (0, 0), "everything came back: {s:?}");
     assert!(s.rx_allocated <= 256);
 }
+
+#[test]
+fn tx_state_machine_held_in_flight_free() {
+    let (m, _) = mm(4, 16, 4);
+    let a = m.tx.get_one().unwrap();
+    let b = m.tx.get_one().unwrap();
+    assert!(a.is_held() && b.is_held());
+    // the same chunk twice in one post: refused, nothing stays marked
+    let e = m.tx.mark_in_flight([a, b, a].into_iter()).unwrap_err();
+    assert_eq!(e.errno, libc::EINVAL);
+    assert!(e.msg.contains("chunks[2]") && e.msg.contains("in flight"), "{}", e.msg);
+    assert!(a.is_held() && b.is_held(), "the entries marked before the bad one are held again");
+    m.tx.mark_in_flight([a].into_iter()).unwrap();
+    // re-posting or returning a chunk in flight
+    let e = m.tx.mark_in_flight([b, a].into_iter()).unwrap_err();
+    assert!(e.msg.contains("chunks[1]") && e.msg.contains(&format!("{:#x}", a.wr_id())), "{}", e.msg);
+    assert!(b.is_held());
+    let e = m.tx.put(&[a]).unwrap_err();
+    assert!(e.msg.contains("in flight"), "{}", e.msg);
+    assert!(m.tx.sent(b).is_err(), "a held chunk has no send to complete");
+    // its completion frees it, once
+    m.tx.sent(a).unwrap();
+    assert!(!a.is_in_use());
+    let e = m.tx.sent(a).unwrap_err();
+    assert!(e.msg.contains("already free"), "{}", e.msg);
+    // a post that failed part-way: the unposted ones are the caller's again
+    m.tx.mark_in_flight([b].into_iter()).unwrap();
+    m.tx.unmark_in_flight([b].into_iter());
+    m.tx.put(&[b]).unwrap();
+    assert_eq!(m.stats().tx_in_use, 0);
+    let mut seen = HashSet::new();
+    while let Some(c) = m.tx.get_one() {
+        assert!(seen.insert(c.wr_id()), "a chunk came out of the free list twice");
+    }
+    assert_eq!(seen.len(), 4);
+}
+
+#[test]
+fn rx_state_machine_held_posted_free() {
+    let (m, _) = mm(4, 16, 4);
+    let c = m.rx.get().unwrap();
+    m.rx.mark_posted(c).unwrap();
+    let e = m.rx.mark_posted(c).unwrap_err();
+    assert!(e.msg.contains("posted to a receive queue"), "posting twice: {}", e.msg);
+    let e = m.rx.release(c).unwrap_err();
+    assert_eq!(e.errno, libc::EINVAL);
+    assert!(e.msg.contains("posted to a receive queue") && e.msg.contains(&format!("{:#x}", c.wr_id())), "{}", e.msg);
+    assert!(c.is_in_use(), "a refused release leaves it posted");
+    // its completion hands it over once
+    m.rx.take_posted(c).unwrap();
+    assert!(c.is_held());
+    assert!(m.rx.take_posted(c).is_err(), "a second completion for it is refused");
+    assert!(m.rx.reclaim(c).is_err(), "a held chunk is not reclaimed as posted");
+    m.rx.release(c).unwrap();
+    assert!(m.rx.release(c).unwrap_err().msg.contains("released twice"));
+    assert!(m.rx.take_posted(c).is_err(), "a free chunk was not posted");
+    // a posted chunk whose queue is gone
+    let d = m.rx.get().unwrap();
+    m.rx.mark_posted(d).unwrap();
+    m.rx.reclaim(d).unwrap();
+    assert_eq!(m.stats().rx_in_use, 0);
+    let mut seen = HashSet::new();
+    for _ in 0..4 {
+        assert!(seen.insert(m.rx.get().unwrap().wr_id()), "a chunk came out twice");
+    }
+}
+
+#[test]
+fn chunk_states_under_concurrent_posters_one_winner() {
+    let (m, _) = mm(2, 16, 4);
+    let a = m.tx.get_one().unwrap();
+    let wins = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                if m.tx.mark_in_flight([a].into_iter()).is_ok() {
+                    wins.fetch_add(1, SeqCst);
+                }
+            });
+        }
+    });
+    assert_eq!(wins.load(SeqCst), 1, "exactly one post of the same chunk wins");
+    m.tx.sent(a).unwrap();
+}

@@ -1,7 +1,7 @@
 //! The TX "cluster": one contiguous region of N × buffer_size bytes,
 //! registered once; chunk headers kept in a separate array.
 
-use super::chunk::{Chunk, ChunkKind, ChunkRef, FREE, IN_USE};
+use super::chunk::{state_name, Chunk, ChunkKind, ChunkRef, FREE, HELD, IN_FLIGHT};
 use super::freelist::{FreeList, Links};
 use super::region::Region;
 use super::registrar::{register_checked, Registrar, Registration};
@@ -77,7 +77,7 @@ impl TxCluster {
     pub fn get_one(&self) -> Option<ChunkRef> {
         let i = self.free.pop(&Headers(&self.chunks))?;
         let c = &self.chunks[i as usize];
-        c.state.store(IN_USE, Relaxed);
+        c.state.store(HELD, Relaxed);
         Some(ChunkRef::new(c))
     }
 
@@ -137,16 +137,56 @@ impl TxCluster {
     }
 
     fn put_checked(&self, c: ChunkRef) -> std::result::Result<(), String> {
+        self.free_from(c, HELD)
+    }
+
+    fn free_from(&self, c: ChunkRef, from: u8) -> std::result::Result<(), String> {
         if !self.owns(c) {
             return Err(format!("{:#x} is not a TX chunk of this pool", c.wr_id()));
         }
-        if c.state.compare_exchange(IN_USE, FREE, AcqRel, Relaxed).is_err() {
-            return Err(format!("TX chunk {} is already free (returned twice?)", c.index()));
+        if let Err(s) = c.transition(from, FREE) {
+            return Err(match s {
+                FREE => format!("TX chunk {} ({:#x}) is already free (returned twice?)", c.index(), c.wr_id()),
+                _ => format!("TX chunk {} ({:#x}) is {}", c.index(), c.wr_id(), state_name(s)),
+            });
         }
         c.reset_write();
         c.set_qp(0);
         self.free.push(&Headers(&self.chunks), c.index());
         Ok(())
+    }
+
+    /// A SEND carrying `c` completed (polled): in flight → free.
+    pub fn sent(&self, c: ChunkRef) -> Result<()> {
+        self.free_from(c, IN_FLIGHT).map_err(|why| Error::inval(format!("send completion: {why}")))
+    }
+
+    /// Marks the chunks about to be posted as in flight (held → in flight),
+    /// all or none: a chunk that is not held (free, already in flight, or
+    /// twice in the list) is -EINVAL naming its entry, and the ones marked
+    /// before it are held again. Allocates nothing.
+    pub fn mark_in_flight<I: Iterator<Item = ChunkRef> + Clone>(&self, chunks: I) -> Result<()> {
+        for (k, c) in chunks.clone().enumerate() {
+            if let Err(s) = c.transition(HELD, IN_FLIGHT) {
+                self.unmark_in_flight(chunks.take(k));
+                let twice = if s == IN_FLIGHT { " (posted twice, or twice in this call)" } else { "" };
+                return Err(Error::inval(format!(
+                    "chunks[{k}] (TX chunk {} at {:#x}) is {}{twice}: only chunks taken from the pool and not yet \
+                     posted may be sent",
+                    c.index(),
+                    c.wr_id(),
+                    state_name(s)
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Chunks marked in flight that were not posted after all: held again.
+    pub fn unmark_in_flight(&self, chunks: impl Iterator<Item = ChunkRef>) {
+        for c in chunks {
+            let _ = c.transition(IN_FLIGHT, HELD);
+        }
     }
 
     /// Return chunks (Ceph's take_back): each is reset for writing and freed.

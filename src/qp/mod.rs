@@ -335,21 +335,31 @@ impl QueuePair {
     /// Posts each chunk as one signaled SEND of `chunk.offset()` bytes,
     /// `wr_id` = [`ChunkRef::wr_id`], all in one chain (one `ibv_post_send`).
     /// On error the first `posted` chunks are in flight (their completions
-    /// return them); the rest still belong to the caller. Allocates nothing.
+    /// return them); the rest still belong to the caller. Every chunk must be
+    /// held (taken from the pool, not posted yet): one that is free or in
+    /// flight, or the same chunk twice, is -EINVAL and nothing is posted.
+    /// Allocates nothing.
     pub fn post_chunks<I>(&self, chunks: I) -> std::result::Result<(), PostError>
     where
         I: IntoIterator<Item = ChunkRef>,
-        I::IntoIter: ExactSizeIterator,
+        I::IntoIter: ExactSizeIterator + Clone,
     {
         if let Err(err) = self.check_can_send() {
             return Err(PostError::none(err));
         }
         let chunks = chunks.into_iter();
         let n = chunks.len();
+        let tx = &self.env.mem.tx;
+        if let Err(e) = tx.mark_in_flight(chunks.clone()) {
+            return Err(PostError::none(e.context(format_args!("QP {}: posting {n} send(s)", self.qpn))));
+        }
         let r = self.post(
-            chunks.map(|c| SendWr { wr_id: c.wr_id(), addr: c.buffer() as u64, len: c.offset(), lkey: c.lkey() }),
+            chunks.clone().map(|c| SendWr { wr_id: c.wr_id(), addr: c.buffer() as u64, len: c.offset(), lkey: c.lkey() }),
             "data",
         );
+        if let Err(pe) = &r {
+            tx.unmark_in_flight(chunks.skip(pe.posted));
+        }
         let (sent, bytes) = match &r {
             Ok(b) => (n, *b),
             Err(e) => (e.posted, e.bytes),

@@ -261,7 +261,14 @@ impl Conn {
                 if events & (libc::EPOLLOUT as u32 | libc::EPOLLERR as u32 | libc::EPOLLHUP as u32) == 0 {
                     return;
                 }
-                self.st.lock().phase = Phase::Handshaking;
+                {
+                    // Under the lock that `close` takes: a close since the read above wins.
+                    let mut st = self.st.lock();
+                    if st.phase != Phase::Connecting {
+                        return;
+                    }
+                    st.phase = Phase::Handshaking;
+                }
                 self.step_handshake();
             }
             Phase::Handshaking => self.step_handshake(),
@@ -272,7 +279,8 @@ impl Conn {
 
     fn step_handshake(&self) {
         let mut st = self.st.lock();
-        if st.error.is_some() {
+        // Closed (or retired) meanwhile: never resurrect it as Connected.
+        if st.error.is_some() || st.phase != Phase::Handshaking {
             return;
         }
         let Some(hs) = st.hs.as_mut() else { return };
@@ -339,7 +347,9 @@ impl Conn {
 
     /// A completion the dispatcher handed over for this connection's QP.
     pub(super) fn on_completion(&self, w: &Wc) {
-        if w.status != 0 {
+        // Only a successful RECV carries data; the dispatcher already gave the
+        // buffer of anything else back.
+        if w.status != 0 || w.opcode != crate::verbs::cq::WC_OPCODE_RECV {
             let e = self.qp.fault().unwrap_or_else(|| {
                 Error::new(libc::ECONNRESET, format!("completion error {}", crate::verbs::wc_status_name(w.status)))
             });
@@ -441,7 +451,7 @@ impl Conn {
         let c = &self.shared.disp.env().counters;
         // Zero-copy: the caller filled a whole TX chunk it owns.
         if let Some(ch) = tx.chunk_by_buffer(data.as_ptr()) {
-            if ch.buffer() as *const u8 == data.as_ptr() && data.len() <= ch.capacity() as usize && ch.is_in_use() {
+            if ch.buffer() as *const u8 == data.as_ptr() && data.len() <= ch.capacity() as usize && ch.is_held() {
                 ch.set_offset(data.len() as u32);
                 self.qp.post_chunks(std::iter::once(ch)).map_err(|pe| pe.err)?;
                 return Ok(data.len());
@@ -500,6 +510,8 @@ impl Conn {
                 self.quiet_while_handshaking();
                 return Err(Error::new(libc::EAGAIN, "the handshake is still in progress: wait for the connection's fd"));
             }
+            // Retired by the stack itself (ibstack_stack_free): say why.
+            Phase::Done if st.error.is_some() => return Err(st.error.clone().expect("checked")),
             Phase::Closing | Phase::Done => return Err(Error::new(libc::EBADF, "the connection was closed")),
         }
         if out.is_empty() {

@@ -58,6 +58,7 @@ impl Listener {
     /// Takes one waiting TCP connection and creates its QP (INIT); EAGAIN
     /// when none waits. The handshake continues in the stack's poller.
     pub fn accept(&self) -> Result<Arc<Conn>> {
+        self.shared.check_not_freed()?;
         // SAFETY: zeroed storage, valid lengths.
         let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let mut l = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;

@@ -52,6 +52,9 @@ pub struct Shared {
     /// `wake_pending`'s list, kept (with `pending`) so parking allocates nothing once warm.
     waking: Mutex<Vec<Weak<Conn>>>,
     stop: AtomicBool,
+    /// ibstack_stack_free ran: nothing drives this stack any more; new
+    /// connections are refused (listeners that outlive it).
+    freed: AtomicBool,
     threaded: bool,
     pub(crate) max_inflight: u32,
     /// ms_async_rdma_polling_us.
@@ -101,6 +104,7 @@ impl Stack {
             pending: Mutex::new(Vec::new()),
             waking: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
+            freed: AtomicBool::new(false),
             threaded: cfg.stack_thread,
             max_inflight,
             polling_us: cfg.polling_us as u64,
@@ -233,6 +237,13 @@ impl Stack {
         Ok(r)
     }
 
+    /// See `Dispatcher::inject_async_event`; wakes the poller so the event
+    /// is routed to the connections in its next iteration.
+    pub fn inject_async_event(&self, ev: crate::verbs::AsyncEvent) {
+        self.shared.disp.inject_async_event(ev);
+        self.shared.kick();
+    }
+
     /// Connections not fully torn down yet (closing ones included).
     pub fn conn_count(&self) -> usize {
         self.shared.conns.lock().len()
@@ -241,6 +252,10 @@ impl Stack {
 
 impl Drop for Stack {
     fn drop(&mut self) {
+        // Refuse new connections first, so none is added after the drain below
+        // (a listener outliving the stack would create QPs nothing drives, and
+        // its connections would keep the stack's Shared alive in a cycle).
+        self.shared.freed.store(true, Release);
         self.shared.stop.store(true, Release);
         self.shared.wake.notify();
         if let Some(t) = self.thread.take() {
@@ -248,6 +263,11 @@ impl Drop for Stack {
         }
         let conns: Vec<_> = self.shared.conns.lock().drain().map(|(_, c)| c).collect();
         for c in conns {
+            // Handles the host still holds must fail and wake, not look "pending".
+            c.fault(Error::new(
+                libc::ESHUTDOWN,
+                "the stack was freed (ibstack_stack_free) while this connection was open: close it",
+            ));
             c.close();
             c.finish();
         }
@@ -259,6 +279,7 @@ impl Shared {
     /// Creates the QP (INIT) and the connection for a TCP socket and hands
     /// it to the poller (a connector's socket is still connecting).
     pub(super) fn adopt(self: &Arc<Self>, tcp: std::os::fd::OwnedFd, role: Role, peer: String) -> Result<Arc<Conn>> {
+        self.check_not_freed()?;
         let keepalive = self.disp.ib().config().tcp_keepalive;
         if keepalive > 0 {
             crate::sys::net::set_keepalive(tcp.as_raw_fd(), keepalive)?;
@@ -275,17 +296,25 @@ impl Shared {
         Ok(conn)
     }
 
+    /// -ESHUTDOWN once ibstack_stack_free ran.
+    pub(super) fn check_not_freed(&self) -> Result<()> {
+        if self.freed.load(Acquire) {
+            return Err(Error::new(
+                libc::ESHUTDOWN,
+                "the stack was freed (ibstack_stack_free): it accepts and creates no connection any more; free this listener",
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn register(&self, c: &Arc<Conn>) -> Result<()> {
         {
+            // Under the lock Stack::drop drains: either it sees this connection or we see `freed`.
             let mut conns = self.conns.lock();
-            // Stack::drop sets `stop`, then drains this map under the lock: a connection
-            // registered after that (accepted on a listener that outlived the stack) would
-            // never be polled or drained, and the map and the connection would keep each
-            // other alive forever.
-            if self.stop.load(Acquire) {
+            if let Err(e) = self.check_not_freed() {
                 drop(conns);
                 c.finish();
-                return Err(Error::new(libc::ESHUTDOWN, "the stack was freed: no new connections on it"));
+                return Err(e);
             }
             conns.insert(c.qp_num(), c.clone());
         }
@@ -356,7 +385,24 @@ impl Shared {
             tcp = self.poll_fds(0)?;
             self.retire_closed();
         }
+        self.route_async_faults();
         Ok(!o.idle || o.delivered > 0 || tcp > 0)
+    }
+
+    /// QP faults from device async events reach their connections (error
+    /// and a wake-up); QP number 0 means every connection.
+    fn route_async_faults(&self) {
+        let mut faults = Vec::new();
+        self.disp.take_async_faults(&mut faults);
+        for (qpn, e) in faults {
+            let hit: Vec<Arc<Conn>> = match qpn {
+                0 => self.conns.lock().values().cloned().collect(),
+                n => self.conn(n).into_iter().collect(),
+            };
+            for c in hit {
+                c.fault(e.clone());
+            }
+        }
     }
 
     /// Handles ready fds (TCP sockets of connections, channel events, the

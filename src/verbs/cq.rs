@@ -36,6 +36,7 @@ pub const WC_SUCCESS: u32 = sys::ibv_wc_status::IBV_WC_SUCCESS;
 pub const WC_WR_FLUSH_ERR: u32 = sys::ibv_wc_status::IBV_WC_WR_FLUSH_ERR;
 pub const WC_RETRY_EXC_ERR: u32 = sys::ibv_wc_status::IBV_WC_RETRY_EXC_ERR;
 pub const WC_OPCODE_RECV: u32 = sys::ibv_wc_opcode::IBV_WC_RECV;
+pub const WC_GENERAL_ERR: u32 = sys::ibv_wc_status::IBV_WC_GENERAL_ERR;
 
 const WC_STATUS_NAMES: [&str; 24] = [
     "SUCCESS",

@@ -17,13 +17,14 @@ unsafe impl Send for Mr {}
 unsafe impl Sync for Mr {}
 
 impl Mr {
-    /// Registers `len` bytes at `addr` with Ceph's access flags
-    /// (LOCAL_WRITE | REMOTE_WRITE).
+    /// Registers `len` bytes at `addr` with LOCAL_WRITE only (Ceph also
+    /// asked for REMOTE_WRITE, which its SEND-only protocol never uses: no
+    /// rkey of ours lets a peer write into our buffers).
     ///
     /// # Safety
     /// `addr..addr+len` must stay mapped for the life of the returned `Mr`.
     pub unsafe fn register(pd: Arc<Pd>, addr: *mut u8, len: usize) -> Result<Mr> {
-        let access = (sys::ibv_access_flags::IBV_ACCESS_LOCAL_WRITE | sys::ibv_access_flags::IBV_ACCESS_REMOTE_WRITE).0;
+        let access = sys::ibv_access_flags::IBV_ACCESS_LOCAL_WRITE.0;
         // SAFETY: pd is live; the caller keeps the range mapped. Returns NULL + errno.
         let mr = unsafe { sys::ibv_reg_mr(pd.as_ptr(), addr.cast(), len, access as i32) };
         if mr.is_null() {

@@ -201,14 +201,16 @@ impl RawQp {
         check_ret(call, unsafe { sys::ibv_modify_qp(self.qp, attr, mask as i32) })
     }
 
-    /// RESET→INIT: pkey 0, the bound port, REMOTE_WRITE | LOCAL_WRITE.
+    /// RESET→INIT: pkey 0, the bound port, LOCAL_WRITE only: Ceph's wire
+    /// protocol uses SENDs only, so no peer may RDMA WRITE into this QP
+    /// (a zero-length WRITE with immediate would otherwise consume a receive).
     pub fn modify_to_init(&self, port: u8) -> Result<()> {
         // SAFETY: zeroed is valid.
         let mut a: sys::ibv_qp_attr = unsafe { std::mem::zeroed() };
         a.qp_state = sys::ibv_qp_state::IBV_QPS_INIT;
         a.pkey_index = 0;
         a.port_num = port;
-        a.qp_access_flags = (sys::ibv_access_flags::IBV_ACCESS_REMOTE_WRITE | sys::ibv_access_flags::IBV_ACCESS_LOCAL_WRITE).0;
+        a.qp_access_flags = sys::ibv_access_flags::IBV_ACCESS_LOCAL_WRITE.0;
         self.modify("ibv_modify_qp(RESET->INIT)", &mut a, INIT_MASK)
     }
 
