@@ -90,6 +90,10 @@ pub struct Conn {
     /// Serializes `send`; holds the list of TX chunks one call fills and posts.
     send_lock: Mutex<Vec<ChunkRef>>,
     parked: AtomicBool,
+    /// A state change was signalled with `wake_always` (handshake end, fault,
+    /// TX chunks back) that a reset of the eventfd may have swallowed; the
+    /// next reset writes again instead.
+    edge_pending: AtomicBool,
     /// The eventfd holds an unread notification (saves a write per event
     /// and a read per `recv`).
     signaled: AtomicBool,
@@ -131,6 +135,7 @@ impl Conn {
             }),
             send_lock: Mutex::new(Vec::with_capacity(MAX_CHUNKS_PER_SEND)),
             parked: AtomicBool::new(false),
+            edge_pending: AtomicBool::new(false),
             signaled: AtomicBool::new(false),
             fd_used: AtomicBool::new(false),
             peer,
@@ -164,6 +169,24 @@ impl Conn {
     /// edge-triggered waiter that stopped calling recv gets a new edge.
     fn wake_always(&self) {
         if self.fd_used.load(Acquire) {
+            self.edge_pending.store(true, Release);
+            self.signaled.store(true, Release);
+            self.notify.notify();
+        }
+    }
+
+    /// The host looked and found nothing: reset the eventfd, unless a wake
+    /// raced the look. A wake that came between the reset of `signaled` and
+    /// the drain had its write swallowed by the drain, so the fd is written
+    /// again when anything may be due: `signaled` set again, a state change
+    /// the host has not seen (`edge_pending`, consumed here), or `still_due()`
+    /// (e.g. data queued after the look).
+    fn reset_fd(&self, still_due: impl FnOnce() -> bool) {
+        if !self.signaled.swap(false, AcqRel) {
+            return;
+        }
+        self.notify.drain();
+        if self.edge_pending.swap(false, AcqRel) || self.signaled.load(Acquire) || still_due() {
             self.signaled.store(true, Release);
             self.notify.notify();
         }
@@ -188,16 +211,11 @@ impl Conn {
     /// the eventfd so a level-triggered waiter sleeps until the handshake
     /// ends or fails (those wake it again), instead of spinning on it.
     fn quiet_while_handshaking(&self) {
-        if self.signaled.swap(false, AcqRel) {
-            self.notify.drain();
-            // The handshake may have ended between the caller's look and the reset.
+        // The handshake may have ended between the caller's look and the reset.
+        self.reset_fd(|| {
             let st = self.st.lock();
-            let changed = st.error.is_some() || !matches!(st.phase, Phase::Connecting | Phase::Handshaking);
-            drop(st);
-            if changed {
-                self.wake_always();
-            }
-        }
+            st.error.is_some() || !matches!(st.phase, Phase::Connecting | Phase::Handshaking)
+        });
     }
 
     pub fn error_message(&self) -> String {
@@ -548,13 +566,9 @@ impl Conn {
         if let Some(e) = err {
             return Err(e);
         }
-        if !more && self.signaled.swap(false, AcqRel) {
-            self.notify.drain();
-            // Data that arrived before the reset found `signaled` set and did
-            // not write: look again.
-            if !self.st.lock().rx.is_empty() {
-                self.wake();
-            }
+        if !more {
+            // Data that arrived after the look found `signaled` still set and did not write.
+            self.reset_fd(|| !self.st.lock().rx.is_empty());
         }
         Err(Error::new(libc::EAGAIN, "no data yet"))
     }
