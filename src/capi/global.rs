@@ -40,13 +40,21 @@ pub extern "C" fn ibstack_strerror(err: c_int) -> *const c_char {
 /// Routes the library's log records to `cb` with `user_data`, for levels up
 /// to `max_level` (0 = off … 5 = trace). NULL `cb` restores the default sink
 /// (stderr when the IBSTACK_LOG environment variable holds a filter such as
-/// "debug", otherwise nothing). Returns 0.
+/// "debug", otherwise nothing). Returns 0, or -EDEADLK when called from
+/// inside the callback.
 /// Thread safety: any thread; the callback may be called concurrently from
 /// several threads, including ibstack's own.
+/// Rules for the callback: it may call any ibstack function (records are
+/// handed to it only after the library released its locks, at the end of
+/// the exported call or polling iteration that logged them; the caller's last
+/// error message is kept), except ibstack_set_log_callback; records it causes
+/// itself are dropped, not delivered recursively. Replacing or detaching the
+/// callback waits until no thread is inside it, so `user_data` may be freed
+/// once this returns.
 #[no_mangle]
 pub extern "C" fn ibstack_set_log_callback(cb: ibstack_log_callback, user_data: *mut c_void, max_level: c_int) -> c_int {
     ffi_boundary!({
-        crate::ffi::log::set_callback(cb, user_data, max_level);
+        crate::ffi::log::set_callback(cb, user_data, max_level)?;
         Ok(0)
     })
 }

@@ -18,8 +18,15 @@ pub fn set_last_error(func: &str, err: &Error) {
         let mut m = m.borrow_mut();
         m.clear();
         let _ = write!(m, "{func}: {}", err.msg);
-        log::debug!("{m} ({})", crate::errno_name(err.errno));
     });
+    // after the borrow: a record may reach a callback that reads the message
+    log::debug!("{func}: {} ({})", err.msg, crate::errno_name(err.errno));
+}
+
+/// Put back a message saved with [`last_error_string`] (around the log
+/// callback, whose library calls would otherwise overwrite it).
+pub fn restore_last_error(saved: String) {
+    LAST_ERROR.with(|m| *m.borrow_mut() = saved);
 }
 
 /// This thread's last error message (empty when no call failed yet).

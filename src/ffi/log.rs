@@ -5,10 +5,20 @@
 //! env_logger filter (e.g. `debug`, `ibstack::qp=trace`; colours follow
 //! `IBSTACK_LOG_STYLE` = auto|always|never), otherwise nowhere.
 //! `env_logger::init()` is never called: it would clash with a host logger.
+//!
+//! The host's callback may call back into the library, so it never runs while
+//! the library holds a lock or a borrow: records logged inside an exported
+//! call or one iteration of the polling thread ([`defer`]) wait in a short
+//! per-thread queue and reach the callback when that call or iteration ends.
+//! A record logged while the callback runs on the same thread is dropped (no
+//! recursion), the callback cannot replace itself from inside (-EDEADLK), and
+//! replacing or detaching it waits for the invocations in progress.
 
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use once_cell::sync::{Lazy, OnceCell};
 use parking_lot::RwLock;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::os::raw::{c_char, c_int, c_void};
 
 #[allow(non_camel_case_types)]
@@ -48,6 +58,84 @@ static STDERR: Lazy<Option<env_logger::Logger>> = Lazy::new(|| {
 });
 static INSTALLED: OnceCell<bool> = OnceCell::new();
 
+/// Records a thread may hold back while it is inside the library; more are
+/// dropped (counted, and reported with the next delivered record).
+const DEFER_MAX: usize = 256;
+
+struct Deferred {
+    level: Level,
+    target: String,
+    msg: String,
+}
+
+thread_local! {
+    /// Nesting depth of [`defer`] guards on this thread.
+    static DEPTH: Cell<u32> = const { Cell::new(0) };
+    /// Whether this thread is inside the host's callback.
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+    static QUEUE: RefCell<VecDeque<Deferred>> = const { RefCell::new(VecDeque::new()) };
+    static DROPPED: Cell<u64> = const { Cell::new(0) };
+}
+
+/// Holds this thread's records for the callback until the outermost guard
+/// drops; take it at every entry into the library (exported calls, polling
+/// iterations), outside any lock.
+pub struct DeferGuard(());
+
+pub fn defer() -> DeferGuard {
+    DEPTH.with(|d| d.set(d.get() + 1));
+    DeferGuard(())
+}
+
+impl Drop for DeferGuard {
+    fn drop(&mut self) {
+        let outermost = DEPTH.with(|d| {
+            let n = d.get().saturating_sub(1);
+            d.set(n);
+            n == 0
+        });
+        if outermost {
+            flush();
+        }
+    }
+}
+
+/// Deliver this thread's held-back records (no lock or borrow is held here).
+fn flush() {
+    loop {
+        let Some(rec) = QUEUE.with(|q| q.borrow_mut().pop_front()) else { break };
+        deliver(rec.level, &rec.target, &rec.msg);
+    }
+    let dropped = DROPPED.with(|d| d.replace(0));
+    if dropped > 0 {
+        let msg = format!("{dropped} log records dropped: more than {DEFER_MAX} were logged in one call");
+        deliver(Level::Warn, "ibstack::ffi::log", &msg);
+    }
+}
+
+/// One invocation of the callback, holding the sink's read lock so that
+/// `set_callback` waits for it. The thread's last error message survives it.
+fn deliver(level: Level, target: &str, msg: &str) {
+    let sink = SINK.read_recursive();
+    let Some(s) = *sink else { return };
+    if level > s.max {
+        return;
+    }
+    let mut t = Vec::with_capacity(target.len() + 1);
+    t.extend_from_slice(target.as_bytes());
+    t.push(0);
+    let mut m = Vec::with_capacity(msg.len() + 1);
+    m.extend_from_slice(msg.as_bytes());
+    m.push(0);
+    let saved = crate::ffi::error::last_error_string();
+    IN_CALLBACK.with(|c| c.set(true));
+    // SAFETY: the host promised a callback callable from any thread with its
+    // own user_data; both strings outlive the call.
+    unsafe { (s.cb)(s.user_data as *mut c_void, level_to_c(level), t.as_ptr().cast(), target.len(), m.as_ptr().cast(), msg.len()) };
+    IN_CALLBACK.with(|c| c.set(false));
+    crate::ffi::error::restore_last_error(saved);
+}
+
 struct Forwarder;
 static FORWARDER: Forwarder = Forwarder;
 
@@ -74,38 +162,38 @@ pub fn filter_from_c(level: c_int) -> LevelFilter {
 
 impl Log for Forwarder {
     fn enabled(&self, md: &Metadata) -> bool {
-        if let Some(s) = *SINK.read() {
+        // read_recursive: the callback's own thread may hold the lock already
+        if let Some(s) = *SINK.read_recursive() {
             return md.level() <= s.max;
         }
         STDERR.as_ref().is_some_and(|l| l.enabled(md))
     }
 
     fn log(&self, record: &Record) {
-        let sink = *SINK.read();
-        if let Some(s) = sink {
-            if record.level() > s.max {
-                return;
+        let sink = *SINK.read_recursive();
+        let Some(s) = sink else {
+            if let Some(l) = STDERR.as_ref() {
+                l.log(record);
             }
-            let mut target = record.target().as_bytes().to_vec();
-            let tlen = target.len();
-            target.push(0);
-            let mut msg = record.args().to_string().into_bytes();
-            let mlen = msg.len();
-            msg.push(0);
-            // SAFETY: the host promised a callback callable from any thread with
-            // its own user_data; both strings outlive the call.
-            unsafe {
-                (s.cb)(
-                    s.user_data as *mut c_void,
-                    level_to_c(record.level()),
-                    target.as_ptr().cast(),
-                    tlen,
-                    msg.as_ptr().cast(),
-                    mlen,
-                )
-            };
-        } else if let Some(l) = STDERR.as_ref() {
-            l.log(record);
+            return;
+        };
+        if record.level() > s.max || IN_CALLBACK.with(|c| c.get()) {
+            return;
+        }
+        if DEPTH.with(|d| d.get()) == 0 {
+            deliver(record.level(), record.target(), &record.args().to_string());
+            return;
+        }
+        let full = QUEUE.with(|q| {
+            let mut q = q.borrow_mut();
+            if q.len() >= DEFER_MAX {
+                return true;
+            }
+            q.push_back(Deferred { level: record.level(), target: record.target().to_owned(), msg: record.args().to_string() });
+            false
+        });
+        if full {
+            DROPPED.with(|d| d.set(d.get() + 1));
         }
     }
 
@@ -139,11 +227,20 @@ pub fn ensure_installed() {
     }
 }
 
-/// Route records to `cb` (NULL restores the default sink).
-pub fn set_callback(cb: LogCallback, user_data: *mut c_void, max_level: c_int) {
+/// Route records to `cb` (NULL restores the default sink). Waits until no
+/// thread is inside the previous callback; refused from inside a callback,
+/// where that wait would never end.
+pub fn set_callback(cb: LogCallback, user_data: *mut c_void, max_level: c_int) -> crate::Result<()> {
+    if IN_CALLBACK.with(|c| c.get()) {
+        return Err(crate::error::Error::new(
+            libc::EDEADLK,
+            "called from inside the log callback: it would wait for itself; set the callback from outside it",
+        ));
+    }
     ensure_installed();
     *SINK.write() = cb.map(|cb| Sink { cb, user_data: user_data as usize, max: filter_from_c(max_level) });
     recompute_max_level();
+    Ok(())
 }
 
 /// Whether the library's own logger is the process logger.

@@ -153,6 +153,7 @@ pub fn finish<T: FfiReturn>(name: impl FnOnce() -> &'static str, outcome: std::t
 macro_rules! ffi_boundary {
     ($body:block) => {{
         $crate::ffi::log::ensure_installed();
+        let _log_defer = $crate::ffi::log::defer();
         let outcome = ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(
             || -> $crate::Result<_> { $body },
         ));

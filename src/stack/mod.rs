@@ -359,6 +359,8 @@ impl Shared {
     /// One pass: completions, TCP events (without waiting), closing
     /// connections. Returns true when anything happened.
     fn iterate(&self) -> Result<bool> {
+        // records logged under the locks below reach a host callback after them
+        let _log_defer = crate::ffi::log::defer();
         let mut wc = self.iter_lock.lock();
         let o = self.disp.poll(&mut wc[..])?;
         for w in &wc[..o.delivered] {
