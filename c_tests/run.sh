@@ -84,7 +84,7 @@ elif [ "$mode" = vm ]; then
         run "test_conn_rxe backpressure $q (so)" "$build/test_conn_rxe.so" backpressure $q
         run "test_stream_api_rxe $q (so)" "$build/test_stream_api_rxe.so" $q
         for side in connector acceptor; do run "test_conn_rxe close $q $side (so)" "$build/test_conn_rxe.so" close $q $side; done
-        for m in race banner hostdriven; do run "test_conn_rxe $m $q (so)" "$build/test_conn_rxe.so" $m $q; done
+        for m in race banner hostdriven logcb; do run "test_conn_rxe $m $q (so)" "$build/test_conn_rxe.so" $m $q; done
     done
     run "test_conn_rxe echo srq 8, 10 MB (a)" "$build/test_conn_rxe.a" echo srq 8 10000000
     # the data path allocates nothing (counting malloc interposed by the test)
@@ -99,7 +99,7 @@ elif [ "$mode" = vm ]; then
     done
     # hostile peers and careless callers
     for q in srq nosrq; do
-        for m in inject rawpeer chunks sizes stackfree asyncev; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
+        for m in inject rawpeer chunks sizes stackfree asyncev logcb; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
     done
     # close racing the polling thread: 10000 rounds, bounded to 60 s (~5000 fit in the TCG VM)
     run "test_hostile_rxe closerace srq 10000 (so)" "$build/test_hostile_rxe.so" closerace srq 10000

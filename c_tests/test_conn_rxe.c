@@ -10,7 +10,10 @@
  *   test_conn_rxe race srq|nosrq             hand-made connector: data lands before record #3
  *   test_conn_rxe banner srq|nosrq           a msgr2 (posix) client faults its conn; the listener
  *                                            keeps working
- *   test_conn_rxe hostdriven srq|nosrq       ibstack_stack_thread=false, the test polls */
+ *   test_conn_rxe hostdriven srq|nosrq       ibstack_stack_thread=false, the test polls
+ *   test_conn_rxe logcb srq|nosrq            a trace-level log callback that calls the library
+ *                                            on the very connection and stack that logged
+ *                                            (their locks were held while logging): no deadlock */
 #include "conn_util.h"
 
 /* bytes echoed by one `echo` run, over all its connections (argv[4] overrides) */
@@ -721,10 +724,80 @@ static void mode_hostdriven(int srq) {
     ibstack_stack_free(s);
 }
 
+/* ------------------------------------------------------------------ logcb */
+
+static ibstack_conn *volatile logcb_conn;
+static ibstack_stack *volatile logcb_stack;
+static long logcb_records, logcb_reentries;
+
+static void logcb_cb(void *ud, int level, const char *target, size_t tlen, const char *msg, size_t mlen) {
+    (void)ud; (void)level; (void)target; (void)tlen; (void)msg; (void)mlen;
+    __atomic_add_fetch(&logcb_records, 1, __ATOMIC_RELAXED);
+    ibstack_conn *c = logcb_conn;
+    ibstack_stack *s = logcb_stack;
+    if (c) {
+        char buf[256];
+        (void)ibstack_conn_is_connected(c);
+        (void)ibstack_conn_error_message(c, buf, sizeof buf);
+        (void)ibstack_conn_send(c, buf, 0);
+        (void)ibstack_conn_qp_num(c);
+        __atomic_add_fetch(&logcb_reentries, 1, __ATOMIC_RELAXED);
+    }
+    if (s) {
+        ibstack_counters k;
+        (void)ibstack_stack_counters(s, &k);
+        (void)ibstack_stack_conn_count(s);
+    }
+}
+
+static void logcb_alarm(int sig) {
+    (void)sig;
+    static const char m[] = "not ok - logcb: no progress in 100 s (a log callback that calls the library deadlocked)\n";
+    if (write(1, m, sizeof m - 1) < 0) _exit(3);
+    _exit(1);
+}
+
+static void mode_logcb(int srq) {
+    pat_init();
+    child ch;
+    CHECK_RC(spawn(&ch, hostdriven_child, &srq), 0, "server process started");
+    uint16_t port = 0;
+    int rc = read_all(ch.from_child, &port, 2, 60);
+    CHECK(rc == 0, "server announced its port %u", port);
+    if (rc) return;
+    signal(SIGALRM, logcb_alarm);
+    alarm(100);
+    CHECK_RC(ibstack_set_log_callback(logcb_cb, NULL, 5), 0, "trace-level callback installed");
+    ibstack_stack *s;
+    rc = stack_open(&s, srq, NULL);
+    CHECK_RC(rc, 0, "client: stack with its polling thread created");
+    if (rc) return;
+    logcb_stack = s;
+    echo_client e = {.seed = 67, .total = 1 * MIB};
+    CHECK_RC(ibstack_connect(s, TEST_IP, port, &e.c), 0, "client: connection started");
+    if (!e.c) return;
+    logcb_conn = e.c;
+    double t0 = now_s();
+    int fin = run_clients(s, 0, &e, 1, 90, 20);
+    CHECK(fin == 1 && e.mismatches == 0 && csum_value(&e.sent_sum) == csum_value(&e.rcvd_sum),
+          "client: round trip of %llu bytes while the callback re-enters on every record (%.2f s)",
+          (unsigned long long)e.rcvd, now_s() - t0);
+    printf("# saw: %ld records, %ld callbacks called the connection back\n", logcb_records, logcb_reentries);
+    CHECK(logcb_reentries > 0, "the callback ran with the connection set (%ld times)", logcb_reentries);
+    logcb_conn = NULL;
+    ibstack_conn_close(e.c);
+    wait_torn_down(s, 0, 30);
+    logcb_stack = NULL;
+    CHECK_RC(ibstack_set_log_callback(NULL, NULL, 0), 0, "callback detached");
+    alarm(0);
+    check_child(&ch, "server", 60);
+    ibstack_stack_free(s);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3 || (strcmp(argv[2], "srq") && strcmp(argv[2], "nosrq"))) {
         fprintf(stderr,
-                "usage: %s echo srq|nosrq CONNS [BYTES] | backpressure|race|banner|hostdriven srq|nosrq |"
+                "usage: %s echo srq|nosrq CONNS [BYTES] | backpressure|race|banner|hostdriven|logcb srq|nosrq |"
                 " close srq|nosrq connector|acceptor\n",
                 argv[0]);
         return 2;
@@ -748,6 +821,8 @@ int main(int argc, char **argv) {
         mode_banner(srq);
     } else if (!strcmp(m, "hostdriven")) {
         mode_hostdriven(srq);
+    } else if (!strcmp(m, "logcb")) {
+        mode_logcb(srq);
     } else {
         fprintf(stderr, "%s: unknown mode\n", argv[0]);
         return 2;

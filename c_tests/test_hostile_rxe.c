@@ -20,11 +20,16 @@
  *                      reach the stack's connections: QP_FATAL and
  *                      LAST_WQE_REACHED fault that connection, PORT_ERR and
  *                      DEVICE_FATAL every one; each is woken
+ *   logcb srq|nosrq    a log callback that calls the library back on the
+ *                      connections and the stack whose locks were held when
+ *                      the record was logged (a fault logs under the
+ *                      connection's lock): no deadlock, every fault reported
  * usage: test_hostile_rxe MODE srq|nosrq */
 #include "qp_util.h"
 
 #include <infiniband/verbs.h>
 #include <sched.h>
+#include <signal.h>
 
 static ibstack_mem_stats stats(rig *r) {
     ibstack_mem_stats s;
@@ -624,9 +629,76 @@ static void asyncev(int srq) {
     ibstack_config_free(cfg);
 }
 
+static ibstack_conn *volatile lc_conns[4];
+static ibstack_stack *volatile lc_stack;
+static long lc_records, lc_calls;
+
+static void lc_cb(void *ud, int level, const char *target, size_t tlen, const char *msg, size_t mlen) {
+    (void)ud; (void)level; (void)target; (void)tlen; (void)msg; (void)mlen;
+    __atomic_add_fetch(&lc_records, 1, __ATOMIC_RELAXED);
+    char buf[256];
+    for (int i = 0; i < 4; i++) {
+        ibstack_conn *c = lc_conns[i];
+        if (!c) continue;
+        (void)ibstack_conn_is_connected(c);
+        (void)ibstack_conn_error_message(c, buf, sizeof buf);
+        (void)ibstack_conn_send(c, "x", 1);
+        __atomic_add_fetch(&lc_calls, 1, __ATOMIC_RELAXED);
+    }
+    if (lc_stack) (void)ibstack_stack_conn_count(lc_stack);
+}
+
+static void lc_alarm(int sig) {
+    (void)sig;
+    static const char m[] = "not ok - logcb: stuck for 60 s: a log callback calling the library deadlocked\n";
+    if (write(1, m, sizeof m - 1) < 0) _exit(3);
+    _exit(1);
+}
+
+static void logcb(int srq) {
+    signal(SIGALRM, lc_alarm);
+    alarm(60);
+    ibstack_config *cfg = stack_cfg(srq);
+    ibstack_stack *s;
+    CHECK_RC(ibstack_stack_new(cfg, &s), 0, "stack (%s)", srq ? "SRQ" : "per-QP RQ");
+    ibstack_listener *l;
+    CHECK_RC(ibstack_listen(s, "10.99.0.1", 0, &l), 0, "listening");
+    ibstack_conn *c[2], *a[2];
+    for (int i = 0; i < 2; i++) CHECK_RC(make_pair(s, l, &c[i], &a[i]), 0, "connected pair %d", i);
+    lc_stack = s;
+    for (int i = 0; i < 2; i++) {
+        lc_conns[2 * i] = c[i];
+        lc_conns[2 * i + 1] = a[i];
+    }
+    CHECK_RC(ibstack_set_log_callback(lc_cb, NULL, 5), 0, "trace-level callback that calls the connections back");
+    CHECK_RC(ibstack_stack_inject_async_event(s, IBV_EVENT_QP_FATAL, ibstack_conn_qp_num(c[0]), 0), 0,
+             "QP_FATAL injected (the fault is logged under the connection's lock, on this thread)");
+    CHECK(faulted_with(c[0], "IBV_EVENT_QP_FATAL"), "that connection reports the fault");
+    CHECK_RC(ibstack_stack_inject_async_event(s, IBV_EVENT_PORT_ERR, 0, 1), 0, "PORT_ERR injected (every connection)");
+    int all = 1;
+    for (int i = 0; i < 2; i++) all &= faulted_with(c[i], "IBV_EVENT_") && faulted_with(a[i], "IBV_EVENT_");
+    CHECK(all, "every connection reports its fault");
+    printf("# saw: %ld records, %ld calls back into connections from the callback\n", lc_records, lc_calls);
+    CHECK(lc_records > 0 && lc_calls > 0, "the callback ran and called back (%ld records)", lc_records);
+    for (int i = 0; i < 4; i++) lc_conns[i] = NULL;
+    for (int i = 0; i < 2; i++) {
+        ibstack_conn_close(c[i]);
+        ibstack_conn_close(a[i]);
+    }
+    int conns = -1;
+    for (double end = now_s() + 20; now_s() < end && (conns = ibstack_stack_conn_count(s)) != 0; usleep(10000)) {}
+    CHECK(conns == 0, "all retired (%d left)", conns);
+    lc_stack = NULL;
+    CHECK_RC(ibstack_set_log_callback(NULL, NULL, 0), 0, "callback detached");
+    alarm(0);
+    ibstack_listener_free(l);
+    ibstack_stack_free(s);
+    ibstack_config_free(cfg);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s inject|rawpeer|chunks|sizes|stackfree|asyncev|closerace srq|nosrq [N]\n", argv[0]);
+        fprintf(stderr, "usage: %s inject|rawpeer|chunks|sizes|stackfree|asyncev|logcb|closerace srq|nosrq [N]\n", argv[0]);
         return 2;
     }
     (void)consume;
@@ -637,6 +709,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "sizes")) sizes(srq);
     else if (!strcmp(argv[1], "stackfree")) stackfree(srq);
     else if (!strcmp(argv[1], "asyncev")) asyncev(srq);
+    else if (!strcmp(argv[1], "logcb")) logcb(srq);
     else if (!strcmp(argv[1], "closerace")) closerace(srq, argc > 3 ? atol(argv[3]) : 10000);
     else {
         fprintf(stderr, "unknown mode %s\n", argv[1]);
