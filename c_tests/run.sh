@@ -38,7 +38,7 @@ check() {  # $1 = description, rest = command whose success is the check
 lib=$stage/lib/libibstack.so
 if [ "$mode" = host ]; then
     for v in so a; do
-        for t in test_null_args test_config test_nodevice test_log test_handles test_sizes; do run "$t ($v)" "$build/$t.$v"; done
+        for t in test_null_args test_config test_nodevice test_log test_fork test_handles test_sizes; do run "$t ($v)" "$build/$t.$v"; done
     done
     # random call sequences (SEED=... to replay one; the seed is printed first)
     run "test_seq host (so)" env SECS=8 "$build/test_seq.so" host
@@ -99,7 +99,7 @@ elif [ "$mode" = vm ]; then
     done
     # hostile peers and careless callers
     for q in srq nosrq; do
-        for m in inject rawpeer chunks sizes stackfree asyncev logcb; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
+        for m in inject rawpeer chunks sizes stackfree asyncev logcb pollpanic fork; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
     done
     # close racing the polling thread: 10000 rounds, bounded to 60 s (~5000 fit in the TCG VM)
     run "test_hostile_rxe closerace srq 10000 (so)" "$build/test_hostile_rxe.so" closerace srq 10000
@@ -134,7 +134,7 @@ elif [ "$mode" = asan ]; then
     # report exits non-zero (halt_on_error) and counts as a failure; leaks are reported too
     export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1:exitcode=99
     for v in so a; do
-        for t in test_null_args test_config test_nodevice test_log test_handles test_sizes; do
+        for t in test_null_args test_config test_nodevice test_log test_fork test_handles test_sizes; do
             run "$t (ASan, $v)" "$build/$t.$v"
         done
     done

@@ -24,12 +24,19 @@
  *                      connections and the stack whose locks were held when
  *                      the record was logged (a fault logs under the
  *                      connection's lock): no deadlock, every fault reported
+ *   pollpanic srq|nosrq  a panic in the polling thread (injected, type 255):
+ *                      every connection fails naming it, the stack keeps
+ *                      working; a host-driven stack's poll returns it once
+ *   fork srq|nosrq     a forked child's calls on the parent's stack and
+ *                      connection fail with -ECHILD, its frees are ignored;
+ *                      the parent's connection keeps working afterwards
  * usage: test_hostile_rxe MODE srq|nosrq */
 #include "qp_util.h"
 
 #include <infiniband/verbs.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/wait.h>
 
 static ibstack_mem_stats stats(rig *r) {
     ibstack_mem_stats s;
@@ -696,9 +703,118 @@ static void logcb(int srq) {
     ibstack_config_free(cfg);
 }
 
+/* one message over a connected pair, checked */
+static int pair_roundtrip(ibstack_conn *c, ibstack_conn *a, const char *msg) {
+    size_t n = strlen(msg);
+    if (ibstack_conn_send(c, msg, n) != (ssize_t)n) return -1;
+    char buf[128];
+    size_t got = 0;
+    for (double end = now_s() + 10; got < n && now_s() < end;) {
+        ssize_t r = ibstack_conn_recv(a, buf + got, sizeof buf - got);
+        if (r > 0) got += (size_t)r;
+        else if (r != -EAGAIN) return -2;
+        else usleep(1000);
+    }
+    return got == n && !memcmp(buf, msg, n) ? 0 : -3;
+}
+
+static void wait_retired(ibstack_stack *s, const char *who) {
+    int conns = -1, qps = -1;
+    for (double end = now_s() + 20; now_s() < end; usleep(10000)) {
+        conns = ibstack_stack_conn_count(s);
+        qps = ibstack_stack_qp_count(s);
+        if (conns == 0 && qps == 0) break;
+    }
+    CHECK(conns == 0 && qps == 0, "%s: all retired: %d connections, %d QPs left", who, conns, qps);
+}
+
+static void pollpanic(int srq) {
+    ibstack_config *cfg = stack_cfg(srq);
+    ibstack_stack *s;
+    CHECK_RC(ibstack_stack_new(cfg, &s), 0, "stack (%s)", srq ? "SRQ" : "per-QP RQ");
+    ibstack_listener *l;
+    CHECK_RC(ibstack_listen(s, "10.99.0.1", 0, &l), 0, "listening");
+    ibstack_conn *c[2], *a[2];
+    for (int i = 0; i < 2; i++) CHECK_RC(make_pair(s, l, &c[i], &a[i]), 0, "connected pair %d", i);
+    double t0 = now_s();
+    CHECK_RC(ibstack_stack_inject_async_event(s, 255, 0, 0), 0, "a panic in the polling thread injected");
+    int all = 1;
+    for (int i = 0; i < 2; i++) all &= faulted_with(c[i], "panic") && faulted_with(a[i], "panic");
+    CHECK(all, "every connection fails naming the panic and is woken");
+    CHECK(ibstack_conn_send(c[0], "x", 1) == -ENOTRECOVERABLE, "a send on one of them is -ENOTRECOVERABLE");
+    printf("# saw: %s (after %.3f s)\n", conn_msg(c[0]), now_s() - t0);
+    ibstack_conn *c2, *a2;
+    CHECK_RC(make_pair(s, l, &c2, &a2), 0, "the stack still connects after the panic");
+    CHECK_RC(pair_roundtrip(c2, a2, "after the panic"), 0, "and the new pair moves data");
+    for (int i = 0; i < 2; i++) {
+        ibstack_conn_close(c[i]);
+        ibstack_conn_close(a[i]);
+    }
+    ibstack_conn_close(c2);
+    ibstack_conn_close(a2);
+    wait_retired(s, "threaded");
+    ibstack_listener_free(l);
+    ibstack_stack_free(s);
+
+    CHECK_RC(ibstack_config_set(cfg, "ibstack_stack_thread", "false"), 0, "host-driven config");
+    CHECK_RC(ibstack_stack_new(cfg, &s), 0, "host-driven stack");
+    CHECK_RC(ibstack_stack_inject_async_event(s, 255, 0, 0), 0, "panic injected");
+    CHECK_RC(ibstack_stack_poll(s), -ENOTRECOVERABLE, "ibstack_stack_poll returns the panic as -ENOTRECOVERABLE");
+    CHECK_MSG_HAS("panic", "its message names the panic");
+    int rc = ibstack_stack_poll(s);
+    CHECK(rc >= 0, "the next poll works (%d)", rc);
+    ibstack_stack_free(s);
+    ibstack_config_free(cfg);
+}
+
+static void forkmode(int srq) {
+    ibstack_config *cfg = stack_cfg(srq);
+    ibstack_stack *s;
+    CHECK_RC(ibstack_stack_new(cfg, &s), 0, "stack (%s)", srq ? "SRQ" : "per-QP RQ");
+    ibstack_listener *l;
+    CHECK_RC(ibstack_listen(s, "10.99.0.1", 0, &l), 0, "listening");
+    ibstack_conn *c, *a;
+    CHECK_RC(make_pair(s, l, &c, &a), 0, "connected pair");
+    CHECK_RC(pair_roundtrip(c, a, "before fork"), 0, "data moves before the fork");
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid == 0) {
+        alarm(30); /* a hang is a failure too */
+        int bad = 0;
+        ssize_t r = ibstack_conn_send(c, "from the child", 14);
+        if (r != -ECHILD) printf("not ok - child: ibstack_conn_send on the parent's connection gave %zd\n", r), bad++;
+        else printf("ok - child: ibstack_conn_send on the parent's connection is -ECHILD: %s\n", h_last_error());
+        char buf[64];
+        r = ibstack_conn_recv(a, buf, sizeof buf);
+        if (r != -ECHILD) printf("not ok - child: ibstack_conn_recv gave %zd\n", r), bad++;
+        else printf("ok - child: ibstack_conn_recv is -ECHILD\n");
+        if (ibstack_stack_poll(s) != -ECHILD) printf("not ok - child: ibstack_stack_poll is not -ECHILD\n"), bad++;
+        else printf("ok - child: ibstack_stack_poll is -ECHILD\n");
+        ibstack_conn_close(c);
+        ibstack_conn_close(a);
+        ibstack_listener_free(l);
+        ibstack_stack_free(s); /* ignored: tearing down the parent's QPs through the shared device fd would break it */
+        printf("ok - child: the frees of the parent's objects returned\n");
+        fflush(stdout);
+        _exit(bad ? 1 : 0);
+    }
+    int st = -1;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+          "the child saw -ECHILD everywhere and exited (status %d)", st);
+    CHECK_RC(ibstack_conn_is_connected(c), 1, "parent: the connection is still connected");
+    CHECK_RC(pair_roundtrip(c, a, "after the child"), 0, "parent: data still moves, the child's bytes never arrived");
+    CHECK_RC(pair_roundtrip(a, c, "and back"), 0, "parent: in both directions");
+    ibstack_conn_close(c);
+    ibstack_conn_close(a);
+    wait_retired(s, "parent");
+    ibstack_listener_free(l);
+    ibstack_stack_free(s);
+    ibstack_config_free(cfg);
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s inject|rawpeer|chunks|sizes|stackfree|asyncev|logcb|closerace srq|nosrq [N]\n", argv[0]);
+        fprintf(stderr, "usage: %s inject|rawpeer|chunks|sizes|stackfree|asyncev|logcb|pollpanic|fork|closerace srq|nosrq [N]\n", argv[0]);
         return 2;
     }
     (void)consume;
@@ -710,6 +826,8 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "stackfree")) stackfree(srq);
     else if (!strcmp(argv[1], "asyncev")) asyncev(srq);
     else if (!strcmp(argv[1], "logcb")) logcb(srq);
+    else if (!strcmp(argv[1], "pollpanic")) pollpanic(srq);
+    else if (!strcmp(argv[1], "fork")) forkmode(srq);
     else if (!strcmp(argv[1], "closerace")) closerace(srq, argc > 3 ? atol(argv[3]) : 10000);
     else {
         fprintf(stderr, "unknown mode %s\n", argv[1]);

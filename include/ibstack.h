@@ -8,6 +8,14 @@
  * the detail of the last failure on the calling thread is read with
  * ibstack_last_error_message(). Objects are opaque handles with _new/_free
  * pairs; every _free accepts NULL.
+ *
+ * fork(): objects belong to the process that created them. In a forked
+ * child, every call on a handle created before the fork fails with -ECHILD
+ * (and a message saying so) and its _free is ignored: the QPs, CQs and
+ * memory registrations behind it are the parent's, and the polling threads
+ * did not survive the fork. A child may create its own objects (call
+ * ibstack_global_init, which calls ibv_fork_init, in the parent before any
+ * fork), or exec.
  */
 
 #ifndef IBSTACK_H
@@ -1002,8 +1010,12 @@ uint32_t ibstack_conn_qp_num(const struct ibstack_conn *conn);
 // ibv_event_type`, QP number for QP events, port for port events) exactly
 // as if the device had reported it — QP_FATAL, LAST_WQE_REACHED,
 // DEVICE_FATAL or PORT_ERR cannot be provoked on Soft-RoCE. The event takes
-// effect in the next poller iteration. Returns 0, or -EINVAL for an invalid
-// handle or an event type above 255.
+// effect in the next poller iteration. Type 255 (no ibv_event_type value)
+// makes the next poller iteration panic instead, to test the panic guard:
+// every connection of the stack then fails with -ENOTRECOVERABLE naming
+// the panic, and the stack keeps working (a host-driven stack's
+// ibstack_stack_poll returns that error once). Returns 0, or -EINVAL for an
+// invalid handle or an event type above 255.
 int ibstack_stack_inject_async_event(const struct ibstack_stack *stack,
                                      uint32_t event_type,
                                      uint32_t qp_num,

@@ -412,8 +412,12 @@ pub unsafe extern "C" fn ibstack_conn_qp_num(conn: *const ibstack_conn) -> u32 {
 /// ibv_event_type`, QP number for QP events, port for port events) exactly
 /// as if the device had reported it — QP_FATAL, LAST_WQE_REACHED,
 /// DEVICE_FATAL or PORT_ERR cannot be provoked on Soft-RoCE. The event takes
-/// effect in the next poller iteration. Returns 0, or -EINVAL for an invalid
-/// handle or an event type above 255.
+/// effect in the next poller iteration. Type 255 (no ibv_event_type value)
+/// makes the next poller iteration panic instead, to test the panic guard:
+/// every connection of the stack then fails with -ENOTRECOVERABLE naming
+/// the panic, and the stack keeps working (a host-driven stack's
+/// ibstack_stack_poll returns that error once). Returns 0, or -EINVAL for an
+/// invalid handle or an event type above 255.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_inject_async_event(stack: *const ibstack_stack, event_type: u32, qp_num: u32, port: u32) -> c_int {
     ffi_boundary!({

@@ -101,6 +101,15 @@ fn cell_of<T: Handle>(p: *const T, what: &str) -> Result<&'static Cell> {
             kind_name(t.kind),
             T::KIND.name()
         ))),
+        Some(t) if cell.inherited() => Err(Error::new(
+            libc::ECHILD,
+            format!(
+                "{what} ({p:p}) is an {} handle created before fork(): it belongs to the parent process, \
+                 whose threads and device resources a forked child cannot use; create new objects in the child \
+                 (or exec), and let the parent free its own",
+                kind_name(t.kind)
+            ),
+        )),
         Some(_) => Ok(cell),
     }
 }
@@ -162,7 +171,7 @@ pub fn take<T: Handle>(p: *mut T, what: &str) -> Result<Option<Arc<T::Target>>> 
     }
     let cell = match cell_of(p, what) {
         Ok(c) => c,
-        Err(e) => return Err(Error::inval(format!("{}; not freed", e.msg))),
+        Err(e) => return Err(Error::new(e.errno, format!("{}; not freed", e.msg))),
     };
     match cell.take(T::KIND as u16, State::Owned) {
         Some(obj) => {

@@ -221,7 +221,10 @@ pub fn ensure_installed() {
     if INSTALLED.get().is_some() {
         return;
     }
-    let ours = *INSTALLED.get_or_init(|| log::set_logger(&FORWARDER).is_ok());
+    let ours = *INSTALLED.get_or_init(|| {
+        crate::ffi::slab::watch_fork();
+        log::set_logger(&FORWARDER).is_ok()
+    });
     if ours {
         recompute_max_level();
     }

@@ -17,7 +17,7 @@
 use parking_lot::Mutex;
 use std::any::Any;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicPtr, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Freed cells kept out of reuse (FIFO) before they may be handed out again.
@@ -40,10 +40,35 @@ pub enum State {
     Borrowed = 2,
 }
 
-/// One handle: a tag (magic | kind | state) and the object.
+/// One handle: a tag (magic | kind | state), the object, and the fork
+/// generation of the process that created it.
 pub struct Cell {
     tag: AtomicU64,
+    gen: AtomicU32,
     obj: Mutex<Option<Object>>,
+}
+
+/// How many times this process is a forked child of a process that used the
+/// library (bumped by a pthread_atfork child handler). Handles made in an
+/// earlier generation belong to the parent: their QPs, CQs and memory
+/// registrations are the parent's (the uverbs fd is shared), the threads that
+/// drove them did not survive the fork, and their locks may be held forever.
+static FORK_GEN: AtomicU32 = AtomicU32::new(0);
+
+extern "C" fn on_fork_child() {
+    FORK_GEN.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Register the fork handler (once per process; the first exported call does).
+pub fn watch_fork() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: the handler only increments an atomic (async-signal-safe).
+        let rc = unsafe { libc::pthread_atfork(None, None, Some(on_fork_child)) };
+        if rc != 0 {
+            log::warn!("pthread_atfork failed ({rc}): handles used in a forked child are not recognised");
+        }
+    });
 }
 
 /// A cell's tag, decoded.
@@ -59,7 +84,13 @@ fn encode(kind: u16, state: State) -> u64 {
 
 impl Cell {
     fn empty() -> Cell {
-        Cell { tag: AtomicU64::new(0), obj: Mutex::new(None) }
+        Cell { tag: AtomicU64::new(0), gen: AtomicU32::new(0), obj: Mutex::new(None) }
+    }
+
+    /// Whether the cell was handed out before this process was forked from
+    /// its parent (the object belongs to the parent).
+    pub fn inherited(&self) -> bool {
+        self.gen.load(Ordering::Acquire) != FORK_GEN.load(Ordering::SeqCst)
     }
 
     /// The tag, or None when the magic is wrong (a cell never handed out).
@@ -170,6 +201,7 @@ pub fn insert(kind: u16, state: State, obj: Object) -> &'static Cell {
     };
     let mut g = cell.obj.lock();
     *g = Some(obj);
+    cell.gen.store(FORK_GEN.load(Ordering::SeqCst), Ordering::Release);
     cell.tag.store(encode(kind, state), Ordering::Release);
     drop(g);
     LIVE.fetch_add(1, Ordering::Relaxed);

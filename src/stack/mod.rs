@@ -38,6 +38,10 @@ const SLEEP_MS: i32 = 100;
 /// While busy, TCP sockets and closing connections are checked this often (µs).
 const FD_CHECK_US: u64 = 200;
 
+/// The event type `ibstack_stack_inject_async_event` takes to make the next
+/// poller iteration panic (no `enum ibv_event_type` value is this high).
+pub const INJECT_PANIC: u32 = 255;
+
 pub struct Shared {
     pub(crate) disp: Arc<Dispatcher>,
     pub(crate) ep: Epoll,
@@ -63,6 +67,8 @@ pub struct Shared {
     iter_lock: Mutex<Box<[Wc; 64]>>,
     /// Set by `kick`: the next iteration checks the fds even when busy.
     kicked: AtomicBool,
+    /// Fault injection: the next iteration panics (tests the panic guard).
+    panic_next: AtomicBool,
     /// Last time the fds were checked during busy polling.
     last_fd_check: Mutex<Stamp>,
     /// Last iteration that did work (host-driven busy-poll window).
@@ -110,6 +116,7 @@ impl Stack {
             polling_us: cfg.polling_us as u64,
             iter_lock: Mutex::new(Box::new([Wc::default(); 64])),
             kicked: AtomicBool::new(true),
+            panic_next: AtomicBool::new(false),
             last_fd_check: Mutex::new(Stamp::now()),
             last_work: Mutex::new(Stamp::now()),
         });
@@ -150,7 +157,7 @@ impl Stack {
         let sh = &self.shared;
         loop {
             let mut worked = false;
-            while sh.iterate()? {
+            while sh.iterate_guarded()? {
                 worked = true;
             }
             if worked {
@@ -161,7 +168,7 @@ impl Stack {
             }
             // Going to sleep: look at the fds once more, then arm.
             sh.kicked.store(true, Release);
-            if sh.iterate()? {
+            if sh.iterate_guarded()? {
                 continue;
             }
             if !sh.disp.arm()? {
@@ -239,8 +246,13 @@ impl Stack {
 
     /// See `Dispatcher::inject_async_event`; wakes the poller so the event
     /// is routed to the connections in its next iteration.
+    /// `kind` [`INJECT_PANIC`] makes the next poller iteration panic instead.
     pub fn inject_async_event(&self, ev: crate::verbs::AsyncEvent) {
-        self.shared.disp.inject_async_event(ev);
+        if ev.kind == INJECT_PANIC {
+            self.shared.panic_next.store(true, Release);
+        } else {
+            self.shared.disp.inject_async_event(ev);
+        }
         self.shared.kick();
     }
 
@@ -358,7 +370,37 @@ impl Shared {
 
     /// One pass: completions, TCP events (without waiting), closing
     /// connections. Returns true when anything happened.
+    /// One iteration behind a panic guard. A panic is a bug; it must neither
+    /// kill the polling thread (every connection would hang, nobody told) nor
+    /// unwind into the host. Every connection of the stack fails with a named
+    /// error and is woken; the stack keeps running, so closes still retire
+    /// and new connections work.
+    fn iterate_guarded(&self) -> Result<bool> {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.iterate()));
+        let payload = match outcome {
+            Ok(r) => return r,
+            Err(p) => p,
+        };
+        let what = crate::ffi::panic::panic_message(payload.as_ref());
+        let e = Error::new(
+            libc::ENOTRECOVERABLE,
+            format!(
+                "internal error in the stack's completion polling (a panic: {what}); every connection of this stack \
+                 was failed to keep its data consistent; please report it with the log"
+            ),
+        );
+        log::error!("{e}");
+        let all: Vec<Arc<Conn>> = self.conns.lock().values().cloned().collect();
+        for c in all {
+            c.fault(e.clone());
+        }
+        Err(e)
+    }
+
     fn iterate(&self) -> Result<bool> {
+        if self.panic_next.load(Relaxed) && self.panic_next.swap(false, AcqRel) {
+            panic!("injected by ibstack_stack_inject_async_event type {INJECT_PANIC}");
+        }
         // records logged under the locks below reach a host callback after them
         let _log_defer = crate::ffi::log::defer();
         let mut wc = self.iter_lock.lock();
@@ -491,7 +533,7 @@ impl Shared {
         counters.polling.store(1, Relaxed);
         loop {
             let stopping = self.stop.load(Acquire);
-            match self.iterate() {
+            match self.iterate_guarded() {
                 Ok(true) => {
                     last_work = Stamp::now();
                     continue;
