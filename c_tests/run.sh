@@ -99,7 +99,7 @@ elif [ "$mode" = vm ]; then
     done
     # hostile peers and careless callers
     for q in srq nosrq; do
-        for m in inject rawpeer chunks sizes stackfree asyncev logcb pollpanic fork; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
+        for m in inject rawpeer chunks sizes stackfree asyncev logcb pollpanic fork rxcap; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
     done
     # close racing the polling thread: 10000 rounds, bounded to 60 s (~5000 fit in the TCG VM)
     run "test_hostile_rxe closerace srq 10000 (so)" "$build/test_hostile_rxe.so" closerace srq 10000

@@ -27,6 +27,11 @@
  *   pollpanic srq|nosrq  a panic in the polling thread (injected, type 255):
  *                      every connection fails naming it, the stack keeps
  *                      working; a host-driven stack's poll returns it once
+ *   rxcap srq|nosrq    ibstack_max_rx_per_conn = 64: a reader that stops
+ *                      holds at most the cap plus its receive queue (per-QP
+ *                      RQ: its sender waits, the data all arrives once it
+ *                      reads) or fails with ENOBUFS naming the option (SRQ);
+ *                      another connection of the same stack keeps moving
  *   fork srq|nosrq     a forked child's calls on the parent's stack and
  *                      connection fail with -ECHILD, its frees are ignored;
  *                      the parent's connection keeps working afterwards
@@ -767,6 +772,114 @@ static void pollpanic(int srq) {
     ibstack_config_free(cfg);
 }
 
+static uint8_t rc_byte(uint64_t i) { return (uint8_t)(i * 131 + (i >> 11)); }
+
+/* sends `total` bytes of the pattern from offset *off on c, reading b's side
+ * into a running check; returns bytes moved c→b or <0 */
+static long long move_bytes(ibstack_conn *c, ibstack_conn *b, uint64_t total, double secs) {
+    static uint8_t buf[16384];
+    uint64_t sent = 0, got = 0;
+    for (double end = now_s() + secs; got < total && now_s() < end;) {
+        if (sent < total) {
+            size_t n = total - sent < sizeof buf ? (size_t)(total - sent) : sizeof buf;
+            for (size_t i = 0; i < n; i++) buf[i] = rc_byte(sent + i);
+            ssize_t r = ibstack_conn_send(c, buf, n);
+            if (r > 0) sent += (uint64_t)r;
+            else if (r != -EAGAIN) return -1;
+        }
+        uint8_t in[16384];
+        ssize_t r = ibstack_conn_recv(b, in, sizeof in);
+        if (r > 0) {
+            for (ssize_t i = 0; i < r; i++)
+                if (in[i] != rc_byte(got + (uint64_t)i)) return -2;
+            got += (uint64_t)r;
+        } else if (r != -EAGAIN) return -3;
+    }
+    return (long long)got;
+}
+
+static void rxcap(int srq) {
+    ibstack_config *cfg = stack_cfg(srq);
+    CHECK_RC(ibstack_config_set(cfg, "ibstack_max_rx_per_conn", "64"), 0, "ibstack_max_rx_per_conn = 64");
+    CHECK_RC(ibstack_config_set(cfg, "ms_async_rdma_receive_buffers", "2048"), 0, "an RX pool of 2048 buffers");
+    ibstack_stack *s;
+    CHECK_RC(ibstack_stack_new(cfg, &s), 0, "stack (%s)", srq ? "SRQ" : "per-QP RQ");
+    ibstack_listener *l;
+    CHECK_RC(ibstack_listen(s, "10.99.0.1", 0, &l), 0, "listening");
+    ibstack_conn *c[2], *a[2];
+    for (int i = 0; i < 2; i++) CHECK_RC(make_pair(s, l, &c[i], &a[i]), 0, "connected pair %d", i);
+    ibstack_mem_stats m0;
+    ibstack_stack_mem_stats(s, &m0);
+
+    /* the slow reader: a[0] never reads while c[0] sends as much as it can */
+    static uint8_t buf[16384];
+    uint64_t sent = 0;
+    double last_progress = now_s(), t0 = now_s();
+    int failed = 0;
+    while (now_s() - last_progress < 1.5 && now_s() - t0 < 60) {
+        for (size_t i = 0; i < sizeof buf; i++) buf[i] = rc_byte(sent + i);
+        ssize_t r = ibstack_conn_send(c[0], buf, sizeof buf);
+        if (r > 0) {
+            sent += (uint64_t)r;
+            last_progress = now_s();
+        } else if (r == -EAGAIN) {
+            usleep(1000);
+        } else {
+            failed = 1;
+            break;
+        }
+        if (srq && ibstack_conn_is_connected(a[0]) < 0) break;
+    }
+    ibstack_mem_stats m1;
+    ibstack_stack_mem_stats(s, &m1);
+    long long extra = (long long)m1.rx_in_use - (long long)m0.rx_in_use;
+    printf("# saw: the sender got %llu bytes (%llu buffers) accepted before stalling; RX in use %llu -> %llu (pool limit %llu)\n",
+           (unsigned long long)sent, (unsigned long long)(sent / 16384), (unsigned long long)m0.rx_in_use,
+           (unsigned long long)m1.rx_in_use, (unsigned long long)m1.rx_limit);
+    if (!srq) {
+        CHECK(!failed && ibstack_conn_is_connected(c[0]) == 1 && ibstack_conn_is_connected(a[0]) == 1,
+              "per-QP RQ: the stopped reader's sender stalls without an error");
+        CHECK(extra <= 64 + 128 + 8, "the stopped reader holds at most the cap plus its receive queue (%lld more buffers in use)", extra);
+    } else {
+        CHECK(faulted_with(a[0], "ibstack_max_rx_per_conn"), "SRQ: the connection past the cap fails naming the option");
+        char m[512];
+        ibstack_conn_error_message(a[0], m, sizeof m);
+        CHECK(strstr(m, "ENOBUFS") != NULL, "with ENOBUFS: %s", m);
+        CHECK(extra <= 64 + 8, "and held no more than the cap (%lld more buffers in use)", extra);
+    }
+    long long moved = move_bytes(c[1], a[1], 4 << 20, 30);
+    CHECK(moved == 4 << 20, "another connection of the stack moves 4 MiB meanwhile, checked (%lld)", moved);
+    if (!srq) {
+        /* the reader resumes: everything the sender had accepted arrives, in order */
+        uint64_t got = 0;
+        int bad = 0;
+        uint8_t in[16384];
+        for (double end = now_s() + 60; got < sent && now_s() < end;) {
+            ssize_t r = ibstack_conn_recv(a[0], in, sizeof in);
+            if (r > 0) {
+                for (ssize_t i = 0; i < r; i++) bad += in[i] != rc_byte(got + (uint64_t)i);
+                got += (uint64_t)r;
+            } else if (r != -EAGAIN) break;
+            else usleep(500);
+        }
+        CHECK(got == sent && bad == 0, "the reader resumes and gets every byte in order (%llu of %llu, %d wrong)",
+              (unsigned long long)got, (unsigned long long)sent, bad);
+        long long more = move_bytes(c[0], a[0], 2 << 20, 30);
+        CHECK(more == 2 << 20, "and the connection flows again (%lld bytes)", more);
+    }
+    for (int i = 0; i < 2; i++) {
+        ibstack_conn_close(c[i]);
+        ibstack_conn_close(a[i]);
+    }
+    wait_retired(s, "rxcap");
+    ibstack_mem_stats m2;
+    ibstack_stack_mem_stats(s, &m2);
+    CHECK(m2.rx_in_use <= m0.rx_in_use, "RX buffers back (%llu in use)", (unsigned long long)m2.rx_in_use);
+    ibstack_listener_free(l);
+    ibstack_stack_free(s);
+    ibstack_config_free(cfg);
+}
+
 static void forkmode(int srq) {
     ibstack_config *cfg = stack_cfg(srq);
     ibstack_stack *s;
@@ -814,7 +927,7 @@ static void forkmode(int srq) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s inject|rawpeer|chunks|sizes|stackfree|asyncev|logcb|pollpanic|fork|closerace srq|nosrq [N]\n", argv[0]);
+        fprintf(stderr, "usage: %s inject|rawpeer|chunks|sizes|stackfree|asyncev|logcb|pollpanic|fork|rxcap|closerace srq|nosrq [N]\n", argv[0]);
         return 2;
     }
     (void)consume;
@@ -828,6 +941,7 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[1], "logcb")) logcb(srq);
     else if (!strcmp(argv[1], "pollpanic")) pollpanic(srq);
     else if (!strcmp(argv[1], "fork")) forkmode(srq);
+    else if (!strcmp(argv[1], "rxcap")) rxcap(srq);
     else if (!strcmp(argv[1], "closerace")) closerace(srq, argc > 3 ? atol(argv[3]) : 10000);
     else {
         fprintf(stderr, "unknown mode %s\n", argv[1]);

@@ -120,4 +120,8 @@ options! {
     /// ibstack extension: longest a stream connection's TCP connect and cm_meta handshake may take, in milliseconds (0 = no limit); a peer that stays silent or trickles is then failed with ETIMEDOUT naming the stage, freeing its QP and receive buffers
     "ibstack_handshake_timeout_ms" => handshake_timeout_ms: u32 = 5000, Uint,
         range(0..=U32_MAX, WHY_U32);
+
+    /// ibstack extension: most received buffers one stream connection may hold unread (0 = auto: a quarter of ms_async_rdma_receive_buffers with per-QP receive queues, no cap with the SRQ). With per-QP receive queues a connection at the cap stops getting its receive queue refilled, so only its sender waits (RNR retries) until the application reads; the SRQ is shared, so there a connection past an explicit cap fails with ENOBUFS instead of taking the pool from the others
+    "ibstack_max_rx_per_conn" => max_rx_per_conn: u32 = 0, Uint,
+        range(0..=U32_MAX, WHY_U32);
 }

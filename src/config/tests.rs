@@ -56,6 +56,7 @@ fn table_lists_ceph_options_then_ibstack_extensions() {
         ("ibstack_retry_cnt", OptType::Uint, "7"),
         ("ibstack_tcp_keepalive", OptType::Uint, "30"),
         ("ibstack_handshake_timeout_ms", OptType::Uint, "5000"),
+        ("ibstack_max_rx_per_conn", OptType::Uint, "0"),
     ];
     let got: Vec<(&str, OptType, &str)> = options()
         .iter()
@@ -117,6 +118,7 @@ fn defaults_equal_the_table() {
     assert_eq!(c.retry_cnt, 7);
     assert_eq!(c.tcp_keepalive, 30);
     assert_eq!(c.handshake_timeout_ms, 5000);
+    assert_eq!(c.max_rx_per_conn, 0);
     // get() of every option is the table's default text.
     for o in options() {
         assert_eq!(c.get(o.name).unwrap(), o.default, "{}", o.name);
@@ -156,6 +158,7 @@ fn each_option_sets_and_gets_its_own_field() {
         ("ibstack_retry_cnt", "6"),
         ("ibstack_tcp_keepalive", "0"),
         ("ibstack_handshake_timeout_ms", "0"),
+        ("ibstack_max_rx_per_conn", "64"),
     ];
     assert_eq!(other.len(), options().len());
     let defaults = Config::default();
@@ -635,6 +638,7 @@ fn get_round_trips_every_option() {
         ("ibstack_retry_cnt", "5", "5"),
         ("ibstack_tcp_keepalive", "1K", "1000"),
         ("ibstack_handshake_timeout_ms", "2K", "2000"),
+        ("ibstack_max_rx_per_conn", "1K", "1000"),
     ];
     assert_eq!(values.len(), options().len());
     for (k, input, canonical) in values {
@@ -1237,7 +1241,7 @@ fn to_json_of_defaults() {
         "\"ms_tcp_listen_backlog\":512,\"ibstack_path_mtu\":1024,\"ibstack_rx_first_block\":256,",
         "\"ibstack_qp_history_len\":64,\"ibstack_max_inflight_per_conn\":0,\"ibstack_cq_depth\":30000,",
         "\"ibstack_stack_thread\":true,\"ibstack_retry_cnt\":7,\"ibstack_tcp_keepalive\":30,",
-        "\"ibstack_handshake_timeout_ms\":5000}"
+        "\"ibstack_handshake_timeout_ms\":5000,\"ibstack_max_rx_per_conn\":0}"
     );
     let json = Config::default().to_json();
     assert_eq!(json, expected);

@@ -4,7 +4,7 @@
 use super::Dispatcher;
 use crate::error::Error;
 use crate::history::QpEvent;
-use crate::qp::{QueuePair, BEACON_WRID, FIN_WRID_TAG};
+use crate::qp::{QueuePair, RxCap, BEACON_WRID, FIN_WRID_TAG};
 use crate::verbs::cq::{WC_GENERAL_ERR, WC_OPCODE_RECV, WC_RETRY_EXC_ERR, WC_SUCCESS, WC_WR_FLUSH_ERR};
 use crate::verbs::{wc_status_name, Wc};
 use std::sync::atomic::Ordering::Relaxed;
@@ -162,8 +162,39 @@ impl Dispatcher {
                     self.release_rx_chunk(chunk);
                     continue;
                 };
-                if !srq {
-                    self.replenish(Some(q));
+                match q.rx_delivered() {
+                    RxCap::Within if !srq => self.replenish(Some(q)),
+                    RxCap::Within => {}
+                    RxCap::Withhold { first } if !srq => {
+                        if first {
+                            log::info!(
+                                "QP {}: the connection holds {} received buffers unread (ibstack_max_rx_per_conn); its receive \
+                                 queue is refilled only as the application reads, so its sender waits (RNR retries)",
+                                w.qp_num,
+                                q.rx_cap()
+                            );
+                        }
+                    }
+                    RxCap::Withhold { .. } => {
+                        // The SRQ is shared: holding more would take buffers from every other connection.
+                        q.rx_undeliver();
+                        c.rx_total_wc_errors.fetch_add(1, Relaxed);
+                        self.release_rx_chunk(chunk);
+                        let e = Error::new(
+                            libc::ENOBUFS,
+                            format!(
+                                "QP {}: the peer sent more than {} buffers the application has not read \
+                                 (ibstack_max_rx_per_conn); with the shared receive queue one connection must not \
+                                 take the pool of all: read faster, raise the cap, or set \
+                                 ms_async_rdma_support_srq = false for per-connection backpressure",
+                                w.qp_num,
+                                q.rx_cap()
+                            ),
+                        );
+                        let bad = Wc { status: WC_GENERAL_ERR, ..*w };
+                        self.fault_live(q, &bad, e);
+                        continue;
+                    }
                 }
                 chunk.prepare_read(w.byte_len);
                 c.rx_chunks.fetch_add(1, Relaxed);

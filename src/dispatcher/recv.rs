@@ -156,6 +156,16 @@ impl Dispatcher {
         }
     }
 
+    /// Returns an RX chunk the layer above read (or dropped) for `qp`: the
+    /// QP's cap on held buffers is credited, and a refill of its RQ withheld
+    /// at the cap is posted now.
+    pub fn release_held_rx(&self, qp: &QueuePair, c: ChunkRef) {
+        self.release_rx_chunk(c);
+        if qp.rx_released() && !qp.is_dead() && self.env.srq.is_none() {
+            self.replenish(Some(qp));
+        }
+    }
+
     /// Returns one RX chunk the host finished reading.
     pub fn release_rx(&self, chunk: ChunkRef) -> Result<()> {
         self.env.mem.rx.release(chunk)

@@ -74,7 +74,30 @@ pub struct QueuePair {
     first_send_seen: AtomicBool,
     pub(crate) first_recv_seen: AtomicBool,
     dead_since: Mutex<Option<Instant>>,
+    /// The per-connection cap on received buffers held unread.
+    rx_gate: Mutex<RxGate>,
     pub(crate) env: Arc<Env>,
+}
+
+/// Received buffers the layer above holds unread, against its cap
+/// (ibstack_max_rx_per_conn; 0 = no accounting). `withheld` counts refills
+/// of this QP's own RQ skipped because the cap was reached.
+#[derive(Default)]
+struct RxGate {
+    cap: u32,
+    held: u32,
+    withheld: u32,
+    warned: bool,
+}
+
+/// What a received buffer did to the cap ([`QueuePair::rx_delivered`]).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RxCap {
+    /// Within the cap (or none): refill as usual.
+    Within,
+    /// Past the cap: do not refill this QP's RQ (the refill is owed until a
+    /// buffer is released). `first` on the first time for this QP.
+    Withhold { first: bool },
 }
 
 fn random_psn() -> u32 {
@@ -116,6 +139,7 @@ impl QueuePair {
             first_send_seen: AtomicBool::new(false),
             first_recv_seen: AtomicBool::new(false),
             dead_since: Mutex::new(None),
+            rx_gate: Mutex::new(RxGate::default()),
             env: env.clone(),
         });
         qp.to_init()?;
@@ -448,6 +472,57 @@ impl QueuePair {
             return false;
         }
         self.posted_rx.fetch_update(AcqRel, Acquire, |v| v.checked_sub(1)).is_ok()
+    }
+
+    /// Sets the cap on received buffers held unread (0 = none); set before
+    /// the QP receives anything.
+    pub(crate) fn set_rx_cap(&self, cap: u32) {
+        self.rx_gate.lock().cap = cap;
+    }
+
+    /// The cap set with [`set_rx_cap`](Self::set_rx_cap) (0 = none).
+    pub(crate) fn rx_cap(&self) -> u32 {
+        self.rx_gate.lock().cap
+    }
+
+    /// A received buffer was handed to the layer above.
+    pub(crate) fn rx_delivered(&self) -> RxCap {
+        let mut g = self.rx_gate.lock();
+        if g.cap == 0 {
+            return RxCap::Within;
+        }
+        g.held += 1;
+        if g.held <= g.cap {
+            return RxCap::Within;
+        }
+        g.withheld += 1;
+        let first = !std::mem::replace(&mut g.warned, true);
+        RxCap::Withhold { first }
+    }
+
+    /// Undoes [`rx_delivered`](Self::rx_delivered) for a buffer that was not
+    /// handed over after all (the SRQ case: the QP is failed instead).
+    pub(crate) fn rx_undeliver(&self) {
+        let mut g = self.rx_gate.lock();
+        if g.cap > 0 {
+            g.held = g.held.saturating_sub(1);
+            g.withheld = g.withheld.saturating_sub(1);
+        }
+    }
+
+    /// The layer above released a received buffer: true when a withheld
+    /// refill of this QP's RQ is due now (the count is taken).
+    pub(crate) fn rx_released(&self) -> bool {
+        let mut g = self.rx_gate.lock();
+        if g.cap == 0 {
+            return false;
+        }
+        g.held = g.held.saturating_sub(1);
+        if g.withheld > 0 && g.held <= g.cap {
+            g.withheld -= 1;
+            return true;
+        }
+        false
     }
 
     /// Destroys the verbs QP (idempotent) and hands back the receive chunks

@@ -71,10 +71,10 @@ struct State {
 
 impl State {
     /// Empties the receive queue, giving its buffers back to the pool.
-    fn drop_rx_chunks(&mut self, disp: &crate::dispatcher::Dispatcher) {
+    fn drop_rx_chunks(&mut self, disp: &crate::dispatcher::Dispatcher, qp: &QueuePair) {
         for i in self.rx.drain(..) {
             if let RxItem::Data(c) = i {
-                disp.release_rx_chunk(c);
+                disp.release_held_rx(qp, c);
             }
         }
     }
@@ -381,14 +381,14 @@ impl Conn {
         let mut st = self.st.lock();
         if matches!(st.phase, Phase::Closing | Phase::Done) {
             drop(st);
-            self.shared.disp.release_rx_chunk(chunk);
+            self.shared.disp.release_held_rx(&self.qp, chunk);
             return;
         }
         if w.byte_len == 0 {
             st.rx.push_back(RxItem::Fin);
             st.peer_fin = true;
             drop(st);
-            self.shared.disp.release_rx_chunk(chunk);
+            self.shared.disp.release_held_rx(&self.qp, chunk);
             self.wake_always();
             return;
         }
@@ -550,7 +550,7 @@ impl Conn {
                     if ch.size() == 0 {
                         st.rx.pop_front();
                         // Read to the end: back to the pool (lock-free, no allocation).
-                        self.shared.disp.release_rx_chunk(ch);
+                        self.shared.disp.release_held_rx(&self.qp, ch);
                     }
                 }
             }
@@ -581,7 +581,7 @@ impl Conn {
         if matches!(st.phase, Phase::Closing | Phase::Done) {
             return;
         }
-        st.drop_rx_chunks(&self.shared.disp);
+        st.drop_rx_chunks(&self.shared.disp, &self.qp);
         let graceful = st.phase == Phase::Connected && st.error.is_none();
         st.phase = Phase::Closing;
         st.closing_since = Some(Instant::now());
@@ -694,7 +694,7 @@ impl Conn {
                 return;
             }
             st.phase = Phase::Done;
-            st.drop_rx_chunks(&self.shared.disp);
+            st.drop_rx_chunks(&self.shared.disp, &self.qp);
         }
         if let Err(e) = self.shared.disp.to_dead(&self.qp) {
             log::warn!("connection {}: {e}", self.peer);

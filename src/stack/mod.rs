@@ -38,6 +38,17 @@ const SLEEP_MS: i32 = 100;
 /// While busy, TCP sockets and closing connections are checked this often (µs).
 const FD_CHECK_US: u64 = 200;
 
+/// ibstack_max_rx_per_conn, with 0 resolved: a quarter of the RX pool with
+/// per-QP receive queues (where the cap is backpressure), none with the SRQ
+/// (where it fails a connection, so only an explicit value does that).
+fn rx_cap_of(cfg: &Config, srq: bool) -> u32 {
+    match cfg.max_rx_per_conn {
+        0 if srq || cfg.receive_buffers == 0 => 0,
+        0 => (cfg.receive_buffers / 4).max(1),
+        n => n,
+    }
+}
+
 /// The event type `ibstack_stack_inject_async_event` takes to make the next
 /// poller iteration panic (no `enum ibv_event_type` value is this high).
 pub const INJECT_PANIC: u32 = 255;
@@ -63,6 +74,8 @@ pub struct Shared {
     pub(crate) max_inflight: u32,
     /// ms_async_rdma_polling_us.
     polling_us: u64,
+    /// Received buffers one connection may hold unread (0 = no cap).
+    rx_cap: u32,
     /// Serializes iterations (the thread, or host calls in host-driven mode).
     iter_lock: Mutex<Box<[Wc; 64]>>,
     /// Set by `kick`: the next iteration checks the fds even when busy.
@@ -99,6 +112,7 @@ impl Stack {
         ep.add(rx_fd, inn, TOKEN_RX_CQ)?;
         ep.add(async_fd, inn, TOKEN_ASYNC)?;
         ep.add(timer.fd(), inn, TOKEN_TIMER)?;
+        let rx_cap = rx_cap_of(cfg, disp.has_srq());
         let max_inflight = if cfg.max_inflight_per_conn == 0 { (tx_total / 2).max(1) } else { cfg.max_inflight_per_conn };
         let shared = Arc::new(Shared {
             disp,
@@ -113,6 +127,7 @@ impl Stack {
             freed: AtomicBool::new(false),
             threaded: cfg.stack_thread,
             max_inflight,
+            rx_cap,
             polling_us: cfg.polling_us as u64,
             iter_lock: Mutex::new(Box::new([Wc::default(); 64])),
             kicked: AtomicBool::new(true),
@@ -297,6 +312,7 @@ impl Shared {
             crate::sys::net::set_keepalive(tcp.as_raw_fd(), keepalive)?;
         }
         let qp = self.disp.create_qp()?;
+        qp.set_rx_cap(self.rx_cap);
         let conn = match Conn::new(self.clone(), qp.clone(), tcp, role, peer, role == Role::Connector) {
             Ok(c) => c,
             Err(e) => {
