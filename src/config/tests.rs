@@ -29,7 +29,7 @@ fn set_ok(key: &str, value: &str) -> Config {
 
 #[test]
 fn table_lists_ceph_options_then_ibstack_extensions() {
-    let expected: [(&str, OptType, &str); 26] = [
+    let expected: [(&str, OptType, &str); 27] = [
         ("ms_async_rdma_device_name", OptType::Str, ""),
         ("ms_async_rdma_enable_hugepage", OptType::Bool, "false"),
         ("ms_async_rdma_buffer_size", OptType::Size, "131072"),
