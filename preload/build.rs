@@ -27,6 +27,19 @@ const EXPORTS: &[(&str, &[&str])] = &[
     ),
     ("IBVERBS_1.7", &["ibv_reg_mr_iova"]),
     ("IBVERBS_1.8", &["ibv_reg_mr_iova2"]),
+    // transparent mode's socket functions, under glibc's own version nodes so
+    // that a program's versioned references (read@GLIBC_2.2.5) bind to them
+    (
+        "GLIBC_2.2.5",
+        &[
+            "connect", "listen", "accept", "read", "readv", "recv", "recvfrom", "recvmsg", "write", "writev",
+            "send", "sendto", "sendmsg", "close", "dup2", "shutdown", "getsockname", "getpeername",
+            "getsockopt", "setsockopt", "fcntl", "ioctl",
+        ],
+    ),
+    ("GLIBC_2.3.2", &["epoll_ctl"]),
+    ("GLIBC_2.10", &["accept4"]),
+    ("GLIBC_2.28", &["fcntl64"]),
 ];
 
 fn main() {

@@ -7,7 +7,10 @@
 //! `ibstack guard:`, before Ceph's own asserts fire.
 //!
 //! `IBSTACK_PRELOAD` picks the mode: `guard` (also when unset), `off`
-//! (everything passes through untouched) or `rdma` (reserved; runs as guard).
+//! (everything passes through untouched) or `rdma`: transparent mode, where
+//! the TCP sockets of Ceph's posix messenger on the configured ports become
+//! ibstack RDMA connections (`rdma/`); it interposes the socket functions of
+//! libc for that, which pass straight through for every fd it did not take.
 //!
 //! One file per concept:
 //! * `mode.rs` — the mode and the re-entry flag (the guard's own verbs calls pass through);
@@ -19,7 +22,8 @@
 //! * `modify.rs` — ibv_modify_qp: pre-flight validation and the named failure;
 //! * `queues.rs` — ibv_create_qp / _srq / _cq against the device's limits;
 //! * `post.rs` — the data-path wrappers in the context's ops table (errno = return value);
-//! * `facts.rs` — port, GID and device facts read from a foreign context.
+//! * `facts.rs` — port, GID and device facts read from a foreign context;
+//! * `rdma/` — transparent mode.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -30,6 +34,7 @@ mod mode;
 mod modify;
 mod post;
 mod queues;
+mod rdma;
 mod real;
 mod report;
 mod startup;

@@ -5,8 +5,9 @@ use std::sync::Mutex;
 
 static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
 
-/// The line a problem is printed as.
-pub fn line(text: &str) -> String {
+/// The line a guard problem is printed as.
+#[cfg(test)]
+fn line(text: &str) -> String {
     format!("ibstack guard: {text}\n")
 }
 
@@ -20,13 +21,23 @@ fn once(text: &str) -> bool {
 }
 
 fn emit(text: &str, level: log::Level) {
+    emit_as(text, level, "ibstack guard: ", "ibstack::guard")
+}
+
+fn emit_as(text: &str, level: log::Level, prefix: &str, target: &str) {
     if !once(text) {
         return;
     }
-    let l = line(text);
+    let l = format!("{prefix}{text}\n");
     // SAFETY: writes l's bytes to fd 2.
     let _ = unsafe { libc::write(2, l.as_ptr().cast(), l.len()) };
-    log::log!(target: "ibstack::guard", level, "{text}");
+    log::log!(target: target, level, "{text}");
+}
+
+/// Transparent mode's lines (`ibstack rdma: ...`), each once.
+pub fn rdma(text: &str, problem: bool) {
+    let level = if problem { log::Level::Warn } else { log::Level::Info };
+    emit_as(text, level, "ibstack rdma: ", "ibstack::rdma")
 }
 
 /// A problem: its cause and its fix.

@@ -124,4 +124,13 @@ options! {
     /// ibstack extension: most received buffers one stream connection may hold unread (0 = auto: a quarter of ms_async_rdma_receive_buffers with per-QP receive queues, no cap with the SRQ). With per-QP receive queues a connection at the cap stops getting its receive queue refilled, so only its sender waits (RNR retries) until the application reads; the SRQ is shared, so there a connection past an explicit cap fails with ENOBUFS instead of taking the pool from the others
     "ibstack_max_rx_per_conn" => max_rx_per_conn: u32 = 0, Uint,
         range(0..=U32_MAX, WHY_U32);
+
+    /// ibstack extension: transparent mode (LD_PRELOAD=libibstack_preload.so, IBSTACK_PRELOAD=rdma): the TCP ports whose listeners and outgoing connections become RDMA, as a comma-separated list of ports and ranges (default: Ceph's mon ports and ms_bind_port_min..ms_bind_port_max)
+    "ibstack_preload_ports" => preload_ports: String = "3300,6789,6800-7300", Str;
+
+    /// ibstack extension: transparent mode: a converted listener also serves clients that speak Ceph's TCP messenger (their banner comes first) as plain TCP, so posix daemons keep working during a rolling migration
+    "ibstack_preload_accept_tcp" => preload_accept_tcp: bool = true, Bool;
+
+    /// ibstack extension: transparent mode: a converted connection whose peer answers with Ceph's TCP banner (a posix daemon) reconnects over plain TCP and carries on
+    "ibstack_preload_fallback" => preload_fallback: bool = true, Bool;
 }

@@ -29,7 +29,7 @@ fn set_ok(key: &str, value: &str) -> Config {
 
 #[test]
 fn table_lists_ceph_options_then_ibstack_extensions() {
-    let expected: [(&str, OptType, &str); 27] = [
+    let expected: [(&str, OptType, &str); 30] = [
         ("ms_async_rdma_device_name", OptType::Str, ""),
         ("ms_async_rdma_enable_hugepage", OptType::Bool, "false"),
         ("ms_async_rdma_buffer_size", OptType::Size, "131072"),
@@ -57,6 +57,9 @@ fn table_lists_ceph_options_then_ibstack_extensions() {
         ("ibstack_tcp_keepalive", OptType::Uint, "30"),
         ("ibstack_handshake_timeout_ms", OptType::Uint, "5000"),
         ("ibstack_max_rx_per_conn", OptType::Uint, "0"),
+        ("ibstack_preload_ports", OptType::Str, "3300,6789,6800-7300"),
+        ("ibstack_preload_accept_tcp", OptType::Bool, "true"),
+        ("ibstack_preload_fallback", OptType::Bool, "true"),
     ];
     let got: Vec<(&str, OptType, &str)> = options()
         .iter()
@@ -119,6 +122,8 @@ fn defaults_equal_the_table() {
     assert_eq!(c.tcp_keepalive, 30);
     assert_eq!(c.handshake_timeout_ms, 5000);
     assert_eq!(c.max_rx_per_conn, 0);
+    assert_eq!(c.preload_ports, "3300,6789,6800-7300");
+    assert!(c.preload_accept_tcp && c.preload_fallback);
     // get() of every option is the table's default text.
     for o in options() {
         assert_eq!(c.get(o.name).unwrap(), o.default, "{}", o.name);
@@ -159,6 +164,9 @@ fn each_option_sets_and_gets_its_own_field() {
         ("ibstack_tcp_keepalive", "0"),
         ("ibstack_handshake_timeout_ms", "0"),
         ("ibstack_max_rx_per_conn", "64"),
+        ("ibstack_preload_ports", "6800"),
+        ("ibstack_preload_accept_tcp", "false"),
+        ("ibstack_preload_fallback", "false"),
     ];
     assert_eq!(other.len(), options().len());
     let defaults = Config::default();
@@ -639,6 +647,9 @@ fn get_round_trips_every_option() {
         ("ibstack_tcp_keepalive", "1K", "1000"),
         ("ibstack_handshake_timeout_ms", "2K", "2000"),
         ("ibstack_max_rx_per_conn", "1K", "1000"),
+        ("ibstack_preload_ports", "3300", "3300"),
+        ("ibstack_preload_accept_tcp", "0", "false"),
+        ("ibstack_preload_fallback", "TRUE", "true"),
     ];
     assert_eq!(values.len(), options().len());
     for (k, input, canonical) in values {
@@ -1241,7 +1252,9 @@ fn to_json_of_defaults() {
         "\"ms_tcp_listen_backlog\":512,\"ibstack_path_mtu\":1024,\"ibstack_rx_first_block\":256,",
         "\"ibstack_qp_history_len\":64,\"ibstack_max_inflight_per_conn\":0,\"ibstack_cq_depth\":30000,",
         "\"ibstack_stack_thread\":true,\"ibstack_retry_cnt\":7,\"ibstack_tcp_keepalive\":30,",
-        "\"ibstack_handshake_timeout_ms\":5000,\"ibstack_max_rx_per_conn\":0}"
+        "\"ibstack_handshake_timeout_ms\":5000,\"ibstack_max_rx_per_conn\":0,",
+        "\"ibstack_preload_ports\":\"3300,6789,6800-7300\",\"ibstack_preload_accept_tcp\":true,",
+        "\"ibstack_preload_fallback\":true}"
     );
     let json = Config::default().to_json();
     assert_eq!(json, expected);

@@ -104,8 +104,16 @@ pub struct Conn {
     role: Role,
 }
 
+const END_OF_STREAM: &str = "end of stream: the peer closed the connection (its close SEND arrived)";
+
 fn end_of_stream() -> Error {
-    Error::new(libc::ECONNRESET, "end of stream: the peer closed the connection (its close SEND arrived)")
+    Error::new(libc::ECONNRESET, END_OF_STREAM)
+}
+
+/// Whether `recv`'s error is the orderly end of the stream (the peer's close
+/// SEND after all its data), which a socket reports as a read of 0 bytes.
+pub fn is_end_of_stream(e: &Error) -> bool {
+    e.errno == libc::ECONNRESET && e.msg == END_OF_STREAM
 }
 
 impl Conn {
@@ -154,7 +162,8 @@ impl Conn {
         }
         self.notify.fd()
     }
-    pub(super) fn tcp_fd(&self) -> RawFd {
+    /// The TCP side channel's descriptor (owned by the connection).
+    pub fn tcp_fd(&self) -> RawFd {
         self.tcp_fd
     }
     /// New data: make the fd readable (one write while it already is).
