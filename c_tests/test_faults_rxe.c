@@ -500,6 +500,11 @@ static int gid_ready(const char *dev, const char *suffix) {
 /* sets up vA/vB, rxe1, rxe2 (once per VM boot); 0 when both devices have their IPv4 GID */
 static int veth_up(void) {
     if (access("/sys/class/infiniband/rxe1", F_OK) != 0) {
+        /* it rewrites the routing policy: only inside scripts/rxe-vm's guest */
+        if (access("/etc/rxe-vm.cmd", F_OK) != 0) {
+            printf("# not in the rxe-vm guest (no /etc/rxe-vm.cmd) and no rxe1: refusing to create vA/vB and change routing here\n");
+            return -1;
+        }
         int rc = sh("set -e; IP=/usr/bin/ip; $IP link add vA type veth peer name vB; "
                     "$IP addr add " VA_IP "/24 dev vA; $IP addr add " VB_IP "/24 dev vB; $IP link set vA up; $IP link set vB up; "
                     "for i in all default vA vB; do echo 0 > /proc/sys/net/ipv4/conf/$i/rp_filter; "
