@@ -97,6 +97,17 @@ elif [ "$mode" = vm ]; then
         for m in deadlines handshake; do run "test_faults_rxe $m $q (so)" "$build/test_faults_rxe.so" $m $q; done
         [ "$q" = srq ] && run "test_faults_rxe keepalive $q (so)" "$build/test_faults_rxe.so" keepalive $q
     done
+    # shaped RDMA path (veth vA/vB with rxe1/rxe2, set up by the test): netem loss/delay mid-transfer
+    # (~6 s each), a blackholed connection beside a healthy one (~20 s each), 1000 connection
+    # lifetimes in a seeded random order (~10 s each; SEED=... replays one)
+    for q in srq nosrq; do
+        for d in thread host; do
+            run "test_faults_rxe netem $q $d (so)" "$build/test_faults_rxe.so" netem $q $d
+            run "test_faults_rxe churn $q $d (so)" "$build/test_faults_rxe.so" churn $q $d
+        done
+    done
+    run "test_faults_rxe blackhole srq thread (so)" "$build/test_faults_rxe.so" blackhole srq thread
+    run "test_faults_rxe blackhole nosrq host (so)" "$build/test_faults_rxe.so" blackhole nosrq host
     # hostile peers and careless callers
     for q in srq nosrq; do
         for m in inject rawpeer chunks sizes stackfree asyncev logcb pollpanic fork rxcap; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
