@@ -40,6 +40,8 @@ pub struct Settings {
 pub fn settings() -> Option<&'static Settings> {
     static S: OnceLock<Settings> = OnceLock::new();
     Some(S.get_or_init(|| {
+        // records (one info line per converted connection) go to IBSTACK_LOG's stderr filter
+        ibstack::ffi::log::ensure_installed();
         load().unwrap_or_else(|(source, e)| Settings {
             cfg: Config::default(),
             ports: PortSet::parse(&Config::default().preload_ports).expect("the default port list parses"),

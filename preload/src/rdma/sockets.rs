@@ -189,13 +189,23 @@ fn fall_back(fd: c_int, e: &Entry, conn: &Conn, target: SocketAddr, why: &str) -
         // SAFETY: fcntl on the application's fd, now the new socket.
         unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_SETFL, libc::O_RDWR) };
     }
-    table::remove(fd);
+    *e.kind.lock() = Kind::Tcp;
+    posix_peers().lock().insert(target);
     conn.close();
     crate::report::rdma(&format!("connection to {target}: tcp fallback ({why})"), false);
     if r == 0 {
         return fail(libc::EISCONN);
     }
     fail(libc::EALREADY)
+}
+
+/// Peers that answered a conversion with Ceph's TCP banner: this process's
+/// later connects to them go straight to TCP instead of failing a handshake
+/// first. (A peer that is restarted as Ceph's own async+rdma is then reached
+/// over TCP only after this process restarts too.)
+fn posix_peers() -> &'static parking_lot::Mutex<std::collections::HashSet<SocketAddr>> {
+    static SET: std::sync::OnceLock<parking_lot::Mutex<std::collections::HashSet<SocketAddr>>> = std::sync::OnceLock::new();
+    SET.get_or_init(Default::default)
 }
 
 /// `connect` on a converted fd: how far the connection is.
@@ -386,7 +396,7 @@ fn conn_write(fd: c_int, e: &Entry, bufs: &[IoSlice<'_>], raw: &dyn Fn() -> isiz
         let conn = {
             let mut k = e.kind.lock();
             match &mut *k {
-                Kind::Listener => return raw(),
+                Kind::Listener | Kind::Tcp => return raw(),
                 Kind::Pending { queued } => {
                     if queued.len() + total > PENDING_MAX {
                         return fail(libc::EAGAIN);
@@ -460,7 +470,11 @@ unsafe fn slices<'a>(iov: *const libc::iovec, n: c_int) -> Vec<IoSlice<'a>> {
 pub unsafe extern "C" fn connect(fd: c_int, addr: *const libc::sockaddr, len: libc::socklen_t) -> c_int {
     let f = real!(R_CONNECT, unsafe extern "C" fn(c_int, *const libc::sockaddr, libc::socklen_t) -> c_int, -1);
     if let Some(e) = table::get(fd) {
-        return guarded(|| connect_again(fd, &e)) as c_int;
+        if conn_of(&e).is_some() {
+            return guarded(|| connect_again(fd, &e)) as c_int;
+        }
+        // SAFETY: forwarded (a listener, a pending or a fallen-back socket).
+        return unsafe { f(fd, addr, len) };
     }
     if !rdma_mode() {
         // SAFETY: forwarded.
@@ -469,7 +483,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const libc::sockaddr, len: li
     // SAFETY: per the caller.
     let target = unsafe { sockaddr_of(addr, len) };
     let convert = match target {
-        Some(t) => is_tcp_stream(fd) && super::converts(t.port()),
+        Some(t) => is_tcp_stream(fd) && super::converts(t.port()) && !posix_peers().lock().contains(&t),
         None => false,
     };
     if !convert {
@@ -968,8 +982,9 @@ pub unsafe extern "C" fn ioctl(fd: c_int, req: libc::c_ulong, arg: usize) -> c_i
 pub unsafe extern "C" fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, ev: *mut libc::epoll_event) -> c_int {
     // SAFETY: forwarded.
     let r = unsafe { real_epoll_ctl(epfd, op, fd, ev) };
-    if r == 0 {
-        if let Some(e) = table::get(fd) {
+    if let Some(e) = table::get(fd) {
+        log::debug!(target: "ibstack::rdma", "epoll_ctl({epfd}, {op}, fd {fd}) = {r}");
+        if r == 0 {
             // SAFETY: ev is valid for ADD/MOD per the caller.
             let copy = if ev.is_null() { None } else { Some(unsafe { *ev }) };
             table::record_epoll(&e, epfd, op, copy);

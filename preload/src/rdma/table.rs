@@ -24,6 +24,10 @@ pub enum Kind {
     /// An accepted socket of a converted listener whose first bytes have not
     /// told yet what it speaks; the application's writes wait in `queued`.
     Pending { queued: Vec<u8> },
+    /// A converted connection that fell back to plain TCP (its peer is a
+    /// posix daemon): everything passes through, and a `connect` again is the
+    /// socket's own answer, not a new conversion.
+    Tcp,
     /// An ibstack connection; `queued` holds writes made before it was up.
     Conn { conn: Arc<Conn>, target: Option<SocketAddr>, queued: Vec<u8>, up_logged: bool },
 }
@@ -95,7 +99,10 @@ pub fn switch_file(e: &Entry, fd: c_int, file_fd: c_int) -> Result<(), i32> {
     let regs = e.regs.lock();
     for (epfd, _) in regs.iter() {
         // SAFETY: plain syscalls on descriptors; a NULL event is allowed for DEL.
-        unsafe { super::sockets::real_epoll_ctl(*epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+        let r = unsafe { super::sockets::real_epoll_ctl(*epfd, libc::EPOLL_CTL_DEL, fd, std::ptr::null_mut()) };
+        if r < 0 {
+            log::debug!(target: "ibstack::rdma", "fd {fd}: epoll {epfd} DEL before the switch: errno {}", super::sockets::errno());
+        }
     }
     // SAFETY: dup3 of two open descriptors.
     let r = unsafe { libc::syscall(libc::SYS_dup3, file_fd, fd, libc::O_CLOEXEC) };
@@ -103,8 +110,12 @@ pub fn switch_file(e: &Entry, fd: c_int, file_fd: c_int) -> Result<(), i32> {
     for (epfd, ev) in regs.iter() {
         let mut ev = *ev;
         // SAFETY: as above; ev is a valid event.
-        unsafe { super::sockets::real_epoll_ctl(*epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        let r = unsafe { super::sockets::real_epoll_ctl(*epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) };
+        if r < 0 {
+            log::debug!(target: "ibstack::rdma", "fd {fd}: epoll {epfd} ADD after the switch: errno {}", super::sockets::errno());
+        }
     }
+    log::debug!(target: "ibstack::rdma", "fd {fd} now refers to the file of fd {file_fd}; {} epoll registrations moved", regs.len());
     match err {
         Some(e) => Err(e),
         None => Ok(()),
