@@ -593,14 +593,25 @@ static int faulted_with(ibstack_conn *c, const char *what) {
     return rc < 0 && strstr(m, what) && readable;
 }
 
-static void asyncev(int srq) {
+/* a stack (SRQ or per-QP RQ, extra "key", "value" pairs, NULL-terminated), a listener on
+ * rxe0 and n connected pairs; *cfg_out is the config (the caller frees it) */
+static ibstack_stack *pairs_open(int srq, const char *const *extra, int n, ibstack_config **cfg_out, ibstack_listener **l,
+                                 ibstack_conn **c, ibstack_conn **a) {
     ibstack_config *cfg = stack_cfg(srq);
-    ibstack_stack *s;
+    for (; extra && *extra; extra += 2) CHECK_RC(ibstack_config_set(cfg, extra[0], extra[1]), 0, "%s = %s", extra[0], extra[1]);
+    ibstack_stack *s = NULL;
     CHECK_RC(ibstack_stack_new(cfg, &s), 0, "stack (%s)", srq ? "SRQ" : "per-QP RQ");
+    CHECK_RC(ibstack_listen(s, "10.99.0.1", 0, l), 0, "listening");
+    for (int i = 0; i < n; i++) CHECK_RC(make_pair(s, *l, &c[i], &a[i]), 0, "connected pair %d", i);
+    *cfg_out = cfg;
+    return s;
+}
+
+static void asyncev(int srq) {
+    ibstack_config *cfg;
     ibstack_listener *l;
-    CHECK_RC(ibstack_listen(s, "10.99.0.1", 0, &l), 0, "listening");
     ibstack_conn *c[3], *a[3];
-    for (int i = 0; i < 3; i++) CHECK_RC(make_pair(s, l, &c[i], &a[i]), 0, "connected pair %d", i);
+    ibstack_stack *s = pairs_open(srq, NULL, 3, &cfg, &l, c, a);
 
     CHECK_RC(ibstack_stack_inject_async_event(s, IBV_EVENT_QP_FATAL, ibstack_conn_qp_num(c[0]), 0), 0,
              "IBV_EVENT_QP_FATAL injected for one connection's QP");
@@ -670,13 +681,10 @@ static void lc_alarm(int sig) {
 static void logcb(int srq) {
     signal(SIGALRM, lc_alarm);
     alarm(60);
-    ibstack_config *cfg = stack_cfg(srq);
-    ibstack_stack *s;
-    CHECK_RC(ibstack_stack_new(cfg, &s), 0, "stack (%s)", srq ? "SRQ" : "per-QP RQ");
+    ibstack_config *cfg;
     ibstack_listener *l;
-    CHECK_RC(ibstack_listen(s, "10.99.0.1", 0, &l), 0, "listening");
     ibstack_conn *c[2], *a[2];
-    for (int i = 0; i < 2; i++) CHECK_RC(make_pair(s, l, &c[i], &a[i]), 0, "connected pair %d", i);
+    ibstack_stack *s = pairs_open(srq, NULL, 2, &cfg, &l, c, a);
     lc_stack = s;
     for (int i = 0; i < 2; i++) {
         lc_conns[2 * i] = c[i];
@@ -734,13 +742,10 @@ static void wait_retired(ibstack_stack *s, const char *who) {
 }
 
 static void pollpanic(int srq) {
-    ibstack_config *cfg = stack_cfg(srq);
-    ibstack_stack *s;
-    CHECK_RC(ibstack_stack_new(cfg, &s), 0, "stack (%s)", srq ? "SRQ" : "per-QP RQ");
+    ibstack_config *cfg;
     ibstack_listener *l;
-    CHECK_RC(ibstack_listen(s, "10.99.0.1", 0, &l), 0, "listening");
     ibstack_conn *c[2], *a[2];
-    for (int i = 0; i < 2; i++) CHECK_RC(make_pair(s, l, &c[i], &a[i]), 0, "connected pair %d", i);
+    ibstack_stack *s = pairs_open(srq, NULL, 2, &cfg, &l, c, a);
     double t0 = now_s();
     CHECK_RC(ibstack_stack_inject_async_event(s, 255, 0, 0), 0, "a panic in the polling thread injected");
     int all = 1;
@@ -799,15 +804,11 @@ static long long move_bytes(ibstack_conn *c, ibstack_conn *b, uint64_t total, do
 }
 
 static void rxcap(int srq) {
-    ibstack_config *cfg = stack_cfg(srq);
-    CHECK_RC(ibstack_config_set(cfg, "ibstack_max_rx_per_conn", "64"), 0, "ibstack_max_rx_per_conn = 64");
-    CHECK_RC(ibstack_config_set(cfg, "ms_async_rdma_receive_buffers", "2048"), 0, "an RX pool of 2048 buffers");
-    ibstack_stack *s;
-    CHECK_RC(ibstack_stack_new(cfg, &s), 0, "stack (%s)", srq ? "SRQ" : "per-QP RQ");
+    static const char *const opts[] = {"ibstack_max_rx_per_conn", "64", "ms_async_rdma_receive_buffers", "2048", NULL};
+    ibstack_config *cfg;
     ibstack_listener *l;
-    CHECK_RC(ibstack_listen(s, "10.99.0.1", 0, &l), 0, "listening");
     ibstack_conn *c[2], *a[2];
-    for (int i = 0; i < 2; i++) CHECK_RC(make_pair(s, l, &c[i], &a[i]), 0, "connected pair %d", i);
+    ibstack_stack *s = pairs_open(srq, opts, 2, &cfg, &l, c, a);
     ibstack_mem_stats m0;
     ibstack_stack_mem_stats(s, &m0);
 
@@ -881,13 +882,10 @@ static void rxcap(int srq) {
 }
 
 static void forkmode(int srq) {
-    ibstack_config *cfg = stack_cfg(srq);
-    ibstack_stack *s;
-    CHECK_RC(ibstack_stack_new(cfg, &s), 0, "stack (%s)", srq ? "SRQ" : "per-QP RQ");
+    ibstack_config *cfg;
     ibstack_listener *l;
-    CHECK_RC(ibstack_listen(s, "10.99.0.1", 0, &l), 0, "listening");
     ibstack_conn *c, *a;
-    CHECK_RC(make_pair(s, l, &c, &a), 0, "connected pair");
+    ibstack_stack *s = pairs_open(srq, NULL, 1, &cfg, &l, &c, &a);
     CHECK_RC(pair_roundtrip(c, a, "before fork"), 0, "data moves before the fork");
     fflush(stdout);
     pid_t pid = fork();

@@ -447,6 +447,30 @@ fn conn_write(fd: c_int, e: &Entry, bufs: &[IoSlice<'_>], raw: &dyn Fn() -> isiz
     }
 }
 
+/// The caller's input buffer (empty for NULL or 0).
+///
+/// # Safety
+/// `buf` NULL or valid for `n` bytes of reads for the call.
+unsafe fn input<'a>(buf: *const c_void, n: usize) -> &'a [u8] {
+    if buf.is_null() || n == 0 {
+        return &[];
+    }
+    // SAFETY: per the caller.
+    unsafe { std::slice::from_raw_parts(buf as *const u8, n) }
+}
+
+/// The caller's output buffer (empty for NULL or 0).
+///
+/// # Safety
+/// `buf` NULL or valid for `n` bytes of writes for the call.
+unsafe fn output<'a>(buf: *mut c_void, n: usize) -> &'a mut [u8] {
+    if buf.is_null() || n == 0 {
+        return &mut [];
+    }
+    // SAFETY: per the caller.
+    unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, n) }
+}
+
 /// # Safety
 /// `iov` valid for `n` entries, each valid for its length.
 unsafe fn slices<'a>(iov: *const libc::iovec, n: c_int) -> Vec<IoSlice<'a>> {
@@ -573,12 +597,8 @@ macro_rules! read_like {
         match table::get($fd) {
             None => $raw(),
             Some(e) => {
-                let out: &mut [u8] = if $buf.is_null() || $len == 0 {
-                    &mut []
-                } else {
-                    // SAFETY: the caller's buffer of $len bytes.
-                    unsafe { std::slice::from_raw_parts_mut($buf as *mut u8, $len) }
-                };
+                // SAFETY: the caller's buffer of $len bytes.
+                let out = unsafe { output($buf, $len) };
                 guarded(|| conn_read($fd, &e, out, &$raw))
             }
         }
@@ -636,13 +656,7 @@ pub unsafe extern "C" fn readv(fd: c_int, iov: *const libc::iovec, n: c_int) -> 
                 return 0;
             }
             // SAFETY: the first iovec is the caller's buffer.
-            let first = unsafe { &*iov };
-            let out: &mut [u8] = if first.iov_base.is_null() {
-                &mut []
-            } else {
-                // SAFETY: per the caller.
-                unsafe { std::slice::from_raw_parts_mut(first.iov_base as *mut u8, first.iov_len) }
-            };
+            let out = unsafe { output((*iov).iov_base, (*iov).iov_len) };
             // SAFETY: forwarded.
             guarded(|| conn_read(fd, &e, out, &|| unsafe { f(fd, iov, n) }))
         }
@@ -669,13 +683,7 @@ pub unsafe extern "C" fn recvmsg(fd: c_int, msg: *mut libc::msghdr, flags: c_int
                 return 0;
             }
             // SAFETY: the first iovec is the caller's buffer.
-            let first = unsafe { &*m.msg_iov };
-            let out: &mut [u8] = if first.iov_base.is_null() {
-                &mut []
-            } else {
-                // SAFETY: per the caller.
-                unsafe { std::slice::from_raw_parts_mut(first.iov_base as *mut u8, first.iov_len) }
-            };
+            let out = unsafe { output((*m.msg_iov).iov_base, (*m.msg_iov).iov_len) };
             // SAFETY: forwarded.
             guarded(|| conn_read(fd, &e, out, &|| unsafe { f(fd, msg, flags) }))
         }
@@ -691,12 +699,8 @@ pub unsafe extern "C" fn write(fd: c_int, buf: *const c_void, n: usize) -> isize
         // SAFETY: forwarded.
         None => unsafe { f(fd, buf, n) },
         Some(e) => {
-            let data: &[u8] = if buf.is_null() || n == 0 {
-                &[]
-            } else {
-                // SAFETY: the caller's buffer.
-                unsafe { std::slice::from_raw_parts(buf as *const u8, n) }
-            };
+            // SAFETY: the caller's buffer.
+            let data = unsafe { input(buf, n) };
             // SAFETY: forwarded.
             guarded(|| conn_write(fd, &e, &[IoSlice::new(data)], &|| unsafe { f(fd, buf, n) }))
         }
@@ -712,12 +716,8 @@ pub unsafe extern "C" fn send(fd: c_int, buf: *const c_void, n: usize, flags: c_
         // SAFETY: forwarded.
         None => unsafe { f(fd, buf, n, flags) },
         Some(e) => {
-            let data: &[u8] = if buf.is_null() || n == 0 {
-                &[]
-            } else {
-                // SAFETY: the caller's buffer.
-                unsafe { std::slice::from_raw_parts(buf as *const u8, n) }
-            };
+            // SAFETY: the caller's buffer.
+            let data = unsafe { input(buf, n) };
             // SAFETY: forwarded.
             guarded(|| conn_write(fd, &e, &[IoSlice::new(data)], &|| unsafe { f(fd, buf, n, flags) }))
         }
@@ -744,12 +744,8 @@ pub unsafe extern "C" fn sendto(
         // SAFETY: forwarded.
         None => unsafe { f(fd, buf, n, flags, addr, alen) },
         Some(e) => {
-            let data: &[u8] = if buf.is_null() || n == 0 {
-                &[]
-            } else {
-                // SAFETY: the caller's buffer.
-                unsafe { std::slice::from_raw_parts(buf as *const u8, n) }
-            };
+            // SAFETY: the caller's buffer.
+            let data = unsafe { input(buf, n) };
             // SAFETY: forwarded.
             guarded(|| conn_write(fd, &e, &[IoSlice::new(data)], &|| unsafe { f(fd, buf, n, flags, addr, alen) }))
         }
