@@ -32,18 +32,21 @@ say() { echo "# $*"; }
 now() { cut -d' ' -f1 /proc/uptime; }               # seconds, 10 ms resolution
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 
-# launch OUT CMD...: runs CMD (foreground) the way MS/AS_USER/MEMLOCK/PRELOAD say
-launch() {
+# launch_exec OUT CMD...: becomes CMD (exec) the way MS/AS_USER/MEMLOCK/PRELOAD say; run it
+# with & for a daemon, so that $! is the daemon's own pid (stop kills that pid)
+launch_exec() {
     out=$1; shift
-    (
-        [ -n "$MEMLOCK" ] && ulimit -l "$MEMLOCK"
-        [ -n "$PRELOAD" ] && export LD_PRELOAD="$PRELOAD"
-        if [ -n "$AS_USER" ]; then
-            exec /usr/bin/setpriv --reuid=1000 --regid=1000 --clear-groups "$@"
-        else
-            exec "$@"
-        fi
-    ) >"$out" 2>&1
+    [ -n "$MEMLOCK" ] && ulimit -l "$MEMLOCK"
+    [ -n "$PRELOAD" ] && export LD_PRELOAD="$PRELOAD"
+    if [ -n "$AS_USER" ]; then
+        exec /usr/bin/setpriv --reuid=1000 --regid=1000 --clear-groups "$@" >"$out" 2>&1
+    fi
+    exec "$@" >"$out" 2>&1
+}
+
+# launch OUT CMD...: runs CMD in the foreground, as launch_exec sets it up
+launch() {
+    ( launch_exec "$@" )
 }
 
 # wait_for FILE PATTERN SECONDS [PID]: polls FILE for an extended regexp; 0 when found,
@@ -123,7 +126,7 @@ cmd_mon() {  # NAME: mkfs, start, wait until it leads (or died)
     /usr/bin/ceph-mon -c "$d/ceph.conf" --mkfs -i a --monmap "$d/monmap" --keyring "$d/keyring" \
         >"$d/log/mkfs-mon.out" 2>&1 || { echo "ceph-mon --mkfs failed:"; cat "$d/log/mkfs-mon.out"; return 1; }
     [ -n "$AS_USER" ] && chown -R 1000:1000 "$d"
-    launch "$d/log/mon.a.out" /usr/bin/ceph-mon $(common_args "$name" mon.a) -f -i a &
+    launch_exec "$d/log/mon.a.out" /usr/bin/ceph-mon $(common_args "$name" mon.a) -f -i a &
     echo $! >> "$d/pids"
     echo $! > "$d/mon.pid"
     wait_for "$d/log/mon.a.log" 'mon\.a@0\(leader\)' 60 "$(cat "$d/mon.pid")"
@@ -136,7 +139,7 @@ cmd_osd() {  # NAME ID
     /usr/bin/ceph-osd $(common_args "$name" "mkfs-osd.$id") -i "$id" --mkfs --osd-uuid "$uuid" \
         >"$d/log/mkfs-osd.$id.out" 2>&1 || { echo "ceph-osd --mkfs failed:"; cat "$d/log/mkfs-osd.$id.out"; return 1; }
     [ -n "$AS_USER" ] && chown -R 1000:1000 "$d"
-    launch "$d/log/osd.$id.out" /usr/bin/ceph-osd $(common_args "$name" "osd.$id") -f -i "$id" &
+    launch_exec "$d/log/osd.$id.out" /usr/bin/ceph-osd $(common_args "$name" "osd.$id") -f -i "$id" &
     echo $! >> "$d/pids"
     wait_for "$d/log/osd.$id.log" 'state: booting -> active' 120 $!
 }
@@ -273,7 +276,7 @@ say "c. async+rdma rados -> ibstack listener"
 tpid=$!
 wait_for /tmp/c.out '^listening on' 30 $tpid
 port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' /tmp/c.out)
-MS=async+rdma DEBUG_MS=20 launch "$CEPH_ROOT/main/log/rados-c.out" /usr/bin/rados -c "$CEPH_ROOT/main/ceph.conf" \
+MS=async+rdma DEBUG_MS=20 launch_exec "$CEPH_ROOT/main/log/rados-c.out" /usr/bin/rados -c "$CEPH_ROOT/main/ceph.conf" \
     --ms_type async+rdma --debug_ms 20 --log-file "$CEPH_ROOT/main/log/rados-c.log" -m "v2:$IP:$port" \
     --client_mount_timeout 60 --mon_client_hunt_interval 30 lspools &
 rpid=$!
@@ -297,7 +300,7 @@ tpid=$!
 wait_for /tmp/d1.out '^listening on' 30 $tpid
 port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' /tmp/d1.out)
 rlog=$CEPH_ROOT/main/log/rados-d1.log
-launch "$CEPH_ROOT/main/log/rados-d1.out" /usr/bin/rados -c "$CEPH_ROOT/main/ceph.conf" --ms_type async+posix \
+launch_exec "$CEPH_ROOT/main/log/rados-d1.out" /usr/bin/rados -c "$CEPH_ROOT/main/ceph.conf" --ms_type async+posix \
     --debug_ms 20 --log-file "$rlog" -m "v2:$IP:$port" --client_mount_timeout 60 lspools &
 rpid=$!
 wait $tpid; trc=$?
@@ -377,7 +380,7 @@ sh "$0" stop gid7
 # a Ceph client with the bad index, against the healthy mon (last: it takes the mon down)
 mpid=$(cat "$CEPH_ROOT/main/mon.pid")
 rlog=$CEPH_ROOT/main/log/rados-gid7.log
-launch "$CEPH_ROOT/main/log/rados-gid7.out" /usr/bin/rados -c "$CEPH_ROOT/main/ceph.conf" --ms_type async+rdma \
+launch_exec "$CEPH_ROOT/main/log/rados-gid7.out" /usr/bin/rados -c "$CEPH_ROOT/main/ceph.conf" --ms_type async+rdma \
     --ms_async_rdma_gid_idx 7 --debug_ms 5 --log-file "$rlog" --client_mount_timeout 60 lspools &
 rpid=$!
 wait_for "$mlog" 'RTR state' 30 "$mpid"

@@ -315,6 +315,7 @@ fn classify_pending(fd: c_int, e: &Entry) -> Result<bool, i32> {
                 conn.close();
                 return Err(err);
             }
+            log_up(&conn, "rdma (accepted)");
             Ok(true)
         }
     }
