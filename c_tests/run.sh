@@ -73,6 +73,10 @@ elif [ "$mode" = vm ]; then
         echo 0 > /proc/sys/vm/nr_hugepages
     done
     run "test_handles vm (so)" "$build/test_handles.so" vm
+    # random call sequences on rxe0 (host-driven stacks, connections, chunks, dispatchers),
+    # and the run whose chunk-address reuse once read as a model violation
+    run "test_seq vm (so)" env SECS=20 "$build/test_seq.so" vm
+    run "test_seq vm replay (so)" env SEED=0xbdcb20c6006ca2b5 UNTIL=57 "$build/test_seq.so" vm
     # queue pairs: the shared library for every scenario, the static one for one
     for q in srq nosrq; do
         for s in one two kill timeout; do run "test_qp_rxe $s $q (so)" "$build/test_qp_rxe.so" $s $q; done
