@@ -74,17 +74,18 @@ pub struct QueuePair {
     first_send_seen: AtomicBool,
     pub(crate) first_recv_seen: AtomicBool,
     dead_since: Mutex<Option<Instant>>,
-    /// The per-connection cap on received buffers held unread.
+    /// The per-connection cap on received buffers held unread (0 = none:
+    /// the gate is never locked), and the count against it.
+    rx_cap: AtomicU32,
     rx_gate: Mutex<RxGate>,
     pub(crate) env: Arc<Env>,
 }
 
-/// Received buffers the layer above holds unread, against its cap
-/// (ibstack_max_rx_per_conn; 0 = no accounting). `withheld` counts refills
-/// of this QP's own RQ skipped because the cap was reached.
+/// Received buffers the layer above holds unread, against the QP's cap
+/// (ibstack_max_rx_per_conn). `withheld` counts refills of this QP's own RQ
+/// skipped because the cap was reached.
 #[derive(Default)]
 struct RxGate {
-    cap: u32,
     held: u32,
     withheld: u32,
     warned: bool,
@@ -139,6 +140,7 @@ impl QueuePair {
             first_send_seen: AtomicBool::new(false),
             first_recv_seen: AtomicBool::new(false),
             dead_since: Mutex::new(None),
+            rx_cap: AtomicU32::new(0),
             rx_gate: Mutex::new(RxGate::default()),
             env: env.clone(),
         });
@@ -477,22 +479,23 @@ impl QueuePair {
     /// Sets the cap on received buffers held unread (0 = none); set before
     /// the QP receives anything.
     pub(crate) fn set_rx_cap(&self, cap: u32) {
-        self.rx_gate.lock().cap = cap;
+        self.rx_cap.store(cap, Relaxed);
     }
 
     /// The cap set with [`set_rx_cap`](Self::set_rx_cap) (0 = none).
     pub(crate) fn rx_cap(&self) -> u32 {
-        self.rx_gate.lock().cap
+        self.rx_cap.load(Relaxed)
     }
 
     /// A received buffer was handed to the layer above.
     pub(crate) fn rx_delivered(&self) -> RxCap {
-        let mut g = self.rx_gate.lock();
-        if g.cap == 0 {
+        let cap = self.rx_cap();
+        if cap == 0 {
             return RxCap::Within;
         }
+        let mut g = self.rx_gate.lock();
         g.held += 1;
-        if g.held <= g.cap {
+        if g.held <= cap {
             return RxCap::Within;
         }
         g.withheld += 1;
@@ -503,22 +506,24 @@ impl QueuePair {
     /// Undoes [`rx_delivered`](Self::rx_delivered) for a buffer that was not
     /// handed over after all (the SRQ case: the QP is failed instead).
     pub(crate) fn rx_undeliver(&self) {
-        let mut g = self.rx_gate.lock();
-        if g.cap > 0 {
-            g.held = g.held.saturating_sub(1);
-            g.withheld = g.withheld.saturating_sub(1);
+        if self.rx_cap() == 0 {
+            return;
         }
+        let mut g = self.rx_gate.lock();
+        g.held = g.held.saturating_sub(1);
+        g.withheld = g.withheld.saturating_sub(1);
     }
 
     /// The layer above released a received buffer: true when a withheld
     /// refill of this QP's RQ is due now (the count is taken).
     pub(crate) fn rx_released(&self) -> bool {
-        let mut g = self.rx_gate.lock();
-        if g.cap == 0 {
+        let cap = self.rx_cap();
+        if cap == 0 {
             return false;
         }
+        let mut g = self.rx_gate.lock();
         g.held = g.held.saturating_sub(1);
-        if g.withheld > 0 && g.held <= g.cap {
+        if g.withheld > 0 && g.held <= cap {
             g.withheld -= 1;
             return true;
         }

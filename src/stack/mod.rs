@@ -384,8 +384,6 @@ impl Shared {
         self.conns.lock().get(&qpn).cloned()
     }
 
-    /// One pass: completions, TCP events (without waiting), closing
-    /// connections. Returns true when anything happened.
     /// One iteration behind a panic guard. A panic is a bug; it must neither
     /// kill the polling thread (every connection would hang, nobody told) nor
     /// unwind into the host. Every connection of the stack fails with a named
@@ -406,13 +404,20 @@ impl Shared {
             ),
         );
         log::error!("{e}");
+        self.fault_all(&e);
+        Err(e)
+    }
+
+    /// Fails every connection of the stack with `e` (each is woken).
+    fn fault_all(&self, e: &Error) {
         let all: Vec<Arc<Conn>> = self.conns.lock().values().cloned().collect();
         for c in all {
             c.fault(e.clone());
         }
-        Err(e)
     }
 
+    /// One pass: completions, TCP events (without waiting), closing
+    /// connections. Returns true when anything happened.
     fn iterate(&self) -> Result<bool> {
         if self.panic_next.load(Relaxed) && self.panic_next.swap(false, AcqRel) {
             panic!("injected by ibstack_stack_inject_async_event type {INJECT_PANIC}");
@@ -455,12 +460,13 @@ impl Shared {
         let mut faults = Vec::new();
         self.disp.take_async_faults(&mut faults);
         for (qpn, e) in faults {
-            let hit: Vec<Arc<Conn>> = match qpn {
-                0 => self.conns.lock().values().cloned().collect(),
-                n => self.conn(n).into_iter().collect(),
-            };
-            for c in hit {
-                c.fault(e.clone());
+            match qpn {
+                0 => self.fault_all(&e),
+                n => {
+                    if let Some(c) = self.conn(n) {
+                        c.fault(e);
+                    }
+                }
             }
         }
     }
