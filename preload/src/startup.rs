@@ -9,7 +9,7 @@ use std::sync::Once;
 static ONCE: Once = Once::new();
 
 /// The process's argv from /proc/self/cmdline.
-fn cmdline() -> Vec<String> {
+pub fn cmdline() -> Vec<String> {
     let raw = std::fs::read("/proc/self/cmdline").unwrap_or_default();
     raw.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
 }

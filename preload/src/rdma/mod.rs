@@ -37,9 +37,9 @@ pub struct Settings {
 /// The settings. Read at the first connect or listen of a TCP socket; a
 /// problem with them is printed at the first socket they would convert
 /// (a program that never touches a Ceph port sees nothing).
-pub fn settings() -> Option<&'static Settings> {
+pub fn settings() -> &'static Settings {
     static S: OnceLock<Settings> = OnceLock::new();
-    Some(S.get_or_init(|| {
+    S.get_or_init(|| {
         // records (one info line per converted connection) go to IBSTACK_LOG's stderr filter
         ibstack::ffi::log::ensure_installed();
         load().unwrap_or_else(|(source, e)| Settings {
@@ -48,13 +48,13 @@ pub fn settings() -> Option<&'static Settings> {
             source,
             problem: Some(e),
         })
-    }))
+    })
 }
 
 /// Whether a socket on `port` is converted; the first one also reports the
 /// configuration (or why there is none).
 pub fn converts(port: u16) -> bool {
-    let Some(s) = settings() else { return false };
+    let s = settings();
     if !s.ports.contains(port) {
         return false;
     }
@@ -70,13 +70,8 @@ pub fn converts(port: u16) -> bool {
     }
 }
 
-fn cmdline() -> Vec<String> {
-    let raw = std::fs::read("/proc/self/cmdline").unwrap_or_default();
-    raw.split(|&b| b == 0).filter(|s| !s.is_empty()).map(|s| String::from_utf8_lossy(s).into_owned()).collect()
-}
-
 fn load() -> Result<Settings, (String, String)> {
-    let t = ibstack::doctor::target_for_process(&cmdline(), |k| std::env::var(k).ok());
+    let t = ibstack::doctor::target_for_process(&crate::startup::cmdline(), |k| std::env::var(k).ok());
     let mut cfg = Config::default();
     let source = format!("{} section [{}]", t.conf.display(), t.section);
     let fail = |e: String| (source.clone(), e);
@@ -106,7 +101,7 @@ pub fn stack() -> Result<std::sync::Arc<Stack>, String> {
         // the parent's stack: never used nor freed here
         std::mem::forget(g.take());
     }
-    let s = settings().ok_or("no configuration")?;
+    let s = settings();
     let st = Stack::new(&s.cfg).map_err(|e| format!("opening the RDMA stack ({}): {e}", s.source))?;
     let st = std::sync::Arc::new(st);
     *g = Some((pid, st.clone()));

@@ -26,7 +26,6 @@ use ibstack::qp::Role;
 use ibstack::stack::conn::{is_end_of_stream, Conn};
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::os::fd::FromRawFd;
 use std::os::raw::{c_int, c_void};
 use std::sync::Arc;
 
@@ -113,12 +112,9 @@ unsafe fn sockaddr_of(addr: *const libc::sockaddr, len: libc::socklen_t) -> Opti
     ibstack::sys::net::from_sockaddr(&ss)
 }
 
-fn is_tcp_stream(fd: c_int) -> bool {
-    let mut t: c_int = 0;
-    let mut l = std::mem::size_of::<c_int>() as libc::socklen_t;
-    // SAFETY: valid out-pointers.
-    let r = unsafe { libc::syscall(libc::SYS_getsockopt, fd, libc::SOL_SOCKET, libc::SO_TYPE, &mut t as *mut c_int, &mut l) };
-    r == 0 && t == libc::SOCK_STREAM
+/// An IPv4/IPv6 stream socket, listening or not.
+fn is_tcp(fd: c_int, listening: bool) -> bool {
+    ibstack::sys::net::check_tcp_socket(fd, listening, "").is_ok()
 }
 
 fn fd_nonblocking(fd: c_int) -> bool {
@@ -140,17 +136,17 @@ fn wait_readable(fd: c_int) {
 
 // ------------------------------------------------------------------ conversion
 
+/// A connection of the process's stack on a duplicate of the application's
+/// socket `fd` (the application's number keeps naming the socket until the
+/// caller switches it).
+fn adopt_dup(fd: c_int, role: Role) -> Result<Arc<Conn>, ibstack::Error> {
+    let st = super::stack().map_err(|m| ibstack::Error::new(libc::ECONNABORTED, m))?;
+    st.adopt_socket(ibstack::sys::dup_cloexec(fd)?, role)
+}
+
 /// The application's connecting socket `fd` becomes an ibstack connector.
 fn convert_connector(fd: c_int, target: SocketAddr, nonblock: bool) -> Result<(), String> {
-    let st = super::stack()?;
-    // SAFETY: F_DUPFD_CLOEXEC on an open fd.
-    let dup = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, 0) } as c_int;
-    if dup < 0 {
-        return Err(format!("dup of fd {fd}: {}", std::io::Error::from_raw_os_error(errno())));
-    }
-    // SAFETY: dup is a new descriptor that nothing else owns.
-    let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(dup) };
-    let conn = st.adopt_socket(owned, Role::Connector).map_err(|e| e.to_string())?;
+    let conn = adopt_dup(fd, Role::Connector).map_err(|e| e.msg)?;
     let entry = Entry::new(Kind::Conn { conn: conn.clone(), target: Some(target), queued: Vec::new(), up_logged: false }, nonblock);
     if let Err(e) = table::switch_file(&entry, fd, conn.fd()) {
         conn.close();
@@ -211,25 +207,26 @@ fn posix_peers() -> &'static parking_lot::Mutex<std::collections::HashSet<Socket
 /// `connect` on a converted fd: how far the connection is.
 fn connect_again(fd: c_int, e: &Entry) -> isize {
     loop {
-        let (conn, target) = match &mut *e.kind.lock() {
+        let (conn, target, status) = match &mut *e.kind.lock() {
             Kind::Conn { conn, target, up_logged, .. } => {
-                if let Ok(true) = conn.is_connected() {
+                let status = conn.is_connected();
+                if let Ok(true) = status {
                     if !std::mem::replace(up_logged, true) {
                         log_up(conn, "rdma");
                     }
                     return fail(libc::EISCONN);
                 }
-                (conn.clone(), *target)
+                (conn.clone(), *target, status)
             }
             _ => return fail(libc::EISCONN),
         };
-        match conn.is_connected() {
-            Ok(true) => continue,
+        match status {
+            Ok(true) => unreachable!("answered above"),
             Ok(false) if e.nonblocking() => return fail(libc::EALREADY),
             Ok(false) => wait_readable(fd),
             Err(err) => {
                 let posix_peer = err.msg.contains("speaks Ceph's TCP messenger");
-                let fallback = super::settings().is_some_and(|s| s.cfg.preload_fallback);
+                let fallback = super::settings().cfg.preload_fallback;
                 if let (true, true, Some(t)) = (posix_peer, fallback, target) {
                     return fall_back(fd, e, &conn, t, "the peer answered with Ceph's TCP banner: it runs async+posix");
                 }
@@ -268,7 +265,7 @@ fn classify_pending(fd: c_int, e: &Entry) -> Result<bool, i32> {
     match peer {
         Peer::Undecided => Err(libc::EAGAIN),
         Peer::Tcp => {
-            let accept_tcp = super::settings().is_none_or(|s| s.cfg.preload_accept_tcp);
+            let accept_tcp = super::settings().cfg.preload_accept_tcp;
             let queued = match &mut *e.kind.lock() {
                 Kind::Pending { queued } => std::mem::take(queued),
                 _ => Vec::new(),
@@ -289,19 +286,8 @@ fn classify_pending(fd: c_int, e: &Entry) -> Result<bool, i32> {
             Ok(false)
         }
         Peer::Rdma => {
-            let st = super::stack().map_err(|m| {
-                crate::report::rdma(&format!("an RDMA client connected but {m}; closing it"), true);
-                libc::ECONNABORTED
-            })?;
-            // SAFETY: F_DUPFD_CLOEXEC on an open fd.
-            let dup = unsafe { libc::syscall(libc::SYS_fcntl, fd, libc::F_DUPFD_CLOEXEC, 0) } as c_int;
-            if dup < 0 {
-                return Err(errno());
-            }
-            // SAFETY: a new descriptor nothing else owns.
-            let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(dup) };
-            let conn = st.adopt_socket(owned, Role::Acceptor).map_err(|err| {
-                crate::report::rdma(&format!("adopting an RDMA client: {err}"), true);
+            let conn = adopt_dup(fd, Role::Acceptor).map_err(|err| {
+                crate::report::rdma(&format!("an RDMA client connected but could not be served: {err}; closing it"), true);
                 err.errno
             })?;
             let mut k = e.kind.lock();
@@ -368,10 +354,14 @@ fn flush_queued(e: &Entry) -> bool {
 
 fn conn_read(fd: c_int, e: &Entry, out: &mut [u8], raw: &dyn Fn() -> isize) -> isize {
     loop {
-        let is_pending = matches!(&*e.kind.lock(), Kind::Pending { .. });
-        if is_pending {
+        let (conn, queued) = match &*e.kind.lock() {
+            Kind::Listener | Kind::Tcp => return raw(),
+            Kind::Conn { conn, queued, .. } => (Some(conn.clone()), !queued.is_empty()),
+            Kind::Pending { .. } => (None, false),
+        };
+        let Some(conn) = conn else {
             match classify_pending(fd, e) {
-                Ok(true) => {}
+                Ok(true) => continue,
                 Ok(false) => return raw(),
                 Err(libc::EAGAIN) if !e.nonblocking() => {
                     wait_readable(fd);
@@ -379,9 +369,10 @@ fn conn_read(fd: c_int, e: &Entry, out: &mut [u8], raw: &dyn Fn() -> isize) -> i
                 }
                 Err(err) => return fail(err),
             }
+        };
+        if queued {
+            flush_queued(e);
         }
-        let Some(conn) = conn_of(e) else { return raw() };
-        flush_queued(e);
         match conn.recv(out) {
             Ok(n) => return n as isize,
             Err(err) if is_end_of_stream(&err) => return 0,
@@ -394,7 +385,7 @@ fn conn_read(fd: c_int, e: &Entry, out: &mut [u8], raw: &dyn Fn() -> isize) -> i
 fn conn_write(fd: c_int, e: &Entry, bufs: &[IoSlice<'_>], raw: &dyn Fn() -> isize) -> isize {
     let total: usize = bufs.iter().map(|b| b.len()).sum();
     loop {
-        let conn = {
+        let (conn, queued) = {
             let mut k = e.kind.lock();
             match &mut *k {
                 Kind::Listener | Kind::Tcp => return raw(),
@@ -407,10 +398,10 @@ fn conn_write(fd: c_int, e: &Entry, bufs: &[IoSlice<'_>], raw: &dyn Fn() -> isiz
                     }
                     return total as isize;
                 }
-                Kind::Conn { conn, .. } => conn.clone(),
+                Kind::Conn { conn, queued, .. } => (conn.clone(), !queued.is_empty()),
             }
         };
-        if !flush_queued(e) {
+        if queued && !flush_queued(e) {
             if e.nonblocking() {
                 return fail(libc::EAGAIN);
             }
@@ -440,10 +431,7 @@ fn conn_write(fd: c_int, e: &Entry, bufs: &[IoSlice<'_>], raw: &dyn Fn() -> isiz
             wait_readable(fd);
             continue;
         }
-        if last_err == libc::EPIPE {
-            // as a socket with MSG_NOSIGNAL would: no SIGPIPE from the library
-            return fail(libc::EPIPE);
-        }
+        // EPIPE as a socket with MSG_NOSIGNAL would say it: the library raises no SIGPIPE
         return fail(if last_err == 0 { libc::EIO } else { last_err });
     }
 }
@@ -508,7 +496,7 @@ pub unsafe extern "C" fn connect(fd: c_int, addr: *const libc::sockaddr, len: li
     // SAFETY: per the caller.
     let target = unsafe { sockaddr_of(addr, len) };
     let convert = match target {
-        Some(t) => is_tcp_stream(fd) && super::converts(t.port()) && !posix_peers().lock().contains(&t),
+        Some(t) => is_tcp(fd, false) && super::converts(t.port()) && !posix_peers().lock().contains(&t),
         None => false,
     };
     if !convert {
@@ -550,7 +538,7 @@ pub unsafe extern "C" fn listen(fd: c_int, backlog: c_int) -> c_int {
     if r == 0 && rdma_mode() {
         crate::report::keep_errno(|| {
             if let Ok(a) = ibstack::sys::net::socket_addr(fd, false) {
-                if is_tcp_stream(fd) && super::converts(a.port()) {
+                if is_tcp(fd, true) && super::converts(a.port()) {
                     table::insert(fd, Entry::new(Kind::Listener, fd_nonblocking(fd)));
                     log::info!(target: "ibstack::rdma", "listening on {a}: rdma (and plain TCP for posix clients)");
                 }
@@ -979,9 +967,8 @@ pub unsafe extern "C" fn ioctl(fd: c_int, req: libc::c_ulong, arg: usize) -> c_i
 pub unsafe extern "C" fn epoll_ctl(epfd: c_int, op: c_int, fd: c_int, ev: *mut libc::epoll_event) -> c_int {
     // SAFETY: forwarded.
     let r = unsafe { real_epoll_ctl(epfd, op, fd, ev) };
-    if let Some(e) = table::get(fd) {
-        log::debug!(target: "ibstack::rdma", "epoll_ctl({epfd}, {op}, fd {fd}) = {r}");
-        if r == 0 {
+    if r == 0 {
+        if let Some(e) = table::get(fd) {
             // SAFETY: ev is valid for ADD/MOD per the caller.
             let copy = if ev.is_null() { None } else { Some(unsafe { *ev }) };
             table::record_epoll(&e, epfd, op, copy);
