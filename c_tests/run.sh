@@ -88,7 +88,7 @@ elif [ "$mode" = vm ]; then
         run "test_conn_rxe backpressure $q (so)" "$build/test_conn_rxe.so" backpressure $q
         run "test_stream_api_rxe $q (so)" "$build/test_stream_api_rxe.so" $q
         for side in connector acceptor; do run "test_conn_rxe close $q $side (so)" "$build/test_conn_rxe.so" close $q $side; done
-        for m in race banner hostdriven logcb; do run "test_conn_rxe $m $q (so)" "$build/test_conn_rxe.so" $m $q; done
+        for m in race banner hostdriven logcb gidauto; do run "test_conn_rxe $m $q (so)" "$build/test_conn_rxe.so" $m $q; done
     done
     run "test_conn_rxe echo srq 8, 10 MB (a)" "$build/test_conn_rxe.a" echo srq 8 10000000
     # the data path allocates nothing (counting malloc interposed by the test)

@@ -13,7 +13,11 @@
  *   test_conn_rxe hostdriven srq|nosrq       ibstack_stack_thread=false, the test polls
  *   test_conn_rxe logcb srq|nosrq            a trace-level log callback that calls the library
  *                                            on the very connection and stack that logged
- *                                            (their locks were held while logging): no deadlock */
+ *                                            (their locks were held while logging): no deadlock
+ *   test_conn_rxe gidauto srq|nosrq          ibstack_gid_select = auto with a second address on
+ *                                            rxe0's netdev: each connection uses the RoCE v2 GID
+ *                                            of its local address on both ends; loopback is
+ *                                            refused with EADDRNOTAVAIL naming the candidates */
 #include "conn_util.h"
 
 /* bytes echoed by one `echo` run, over all its connections (argv[4] overrides) */
@@ -794,10 +798,204 @@ static void mode_logcb(int srq) {
     ibstack_stack_free(s);
 }
 
+/* ================================================================== gid_select = auto */
+
+#define GID_IP_B "10.99.2.1"
+
+/* the index of rxe0 port 1's RoCE v2 GID ending in `suffix` (e.g. "ffff:0a63:0201"), or -1 */
+static int sysfs_gid_index(const char *suffix) {
+    for (int i = 0; i < 16; i++) {
+        char path[128], gid[128] = "", type[64] = "";
+        snprintf(path, sizeof path, "/sys/class/infiniband/rxe0/ports/1/gids/%d", i);
+        FILE *f = fopen(path, "r");
+        if (!f) continue;
+        int ok = fgets(gid, sizeof gid, f) != NULL;
+        fclose(f);
+        snprintf(path, sizeof path, "/sys/class/infiniband/rxe0/ports/1/gid_attrs/types/%d", i);
+        if (ok && (f = fopen(path, "r"))) {
+            ok = fgets(type, sizeof type, f) && strstr(type, "v2");
+            fclose(f);
+        }
+        if (ok && strstr(gid, suffix)) return i;
+    }
+    return -1;
+}
+
+static const char *gidauto_extra[] = {"ibstack_gid_select", "auto", "ms_async_rdma_gid_idx", "0", NULL};
+
+/* echoes one connection until the peer closes (-ECONNRESET after its data); 0 when clean */
+static int echo_until_close(ibstack_conn *c) {
+    static uint8_t buf[65536];
+    for (double end = now_s() + 60; now_s() < end;) {
+        ptrdiff_t r = ibstack_conn_recv(c, buf, sizeof buf);
+        if (r == -ECONNRESET) return 0;
+        if (r == -EAGAIN) {
+            struct pollfd p = {.fd = ibstack_conn_fd(c), .events = POLLIN};
+            poll(&p, 1, 20);
+            continue;
+        }
+        if (r < 0) return (int)r;
+        for (ptrdiff_t off = 0; off < r;) {
+            ptrdiff_t w = ibstack_conn_send(c, buf + off, (size_t)(r - off));
+            if (w == -EAGAIN) {
+                struct pollfd p = {.fd = ibstack_conn_fd(c), .events = POLLIN};
+                poll(&p, 1, 20);
+                ibstack_conn_recv(c, NULL, 0);
+                continue;
+            }
+            if (w < 0) return (int)w;
+            off += w;
+        }
+    }
+    return -ETIMEDOUT;
+}
+
+/* the server: accepts connections one by one; for each, reports (gid index, echo result) */
+static int gidauto_child(int in, int out, void *arg) {
+    int srq = *(int *)arg;
+    (void)in;
+    ibstack_stack *s;
+    int rc = stack_open(&s, srq, gidauto_extra);
+    CHECK_RC(rc, 0, "server: stack with ibstack_gid_select = auto (%s)", qname(srq));
+    if (rc) return 1;
+    ibstack_listener *l;
+    rc = ibstack_listen(s, "0.0.0.0", 0, &l);
+    CHECK_RC(rc, 0, "server: listening on 0.0.0.0");
+    if (rc) return 1;
+    uint16_t port = (uint16_t)ibstack_listener_port(l);
+    write_all(out, &port, 2);
+    for (;;) {
+        ibstack_conn *c = NULL;
+        int r = accept_wait(s, 0, l, 60, &c);
+        int32_t rep[2] = {r, 0};
+        if (r == -EADDRNOTAVAIL) {
+            const char *m = h_last_error();
+            CHECK(strstr(m, "127.0.0.1") && strstr(m, GID_IP_B) && strstr(m, "10.99.0.1"),
+                  "server: the loopback client's accept fails naming its address and the candidates: \"%s\"", m);
+            write_all(out, rep, sizeof rep);
+            break;
+        }
+        if (r) {
+            CHECK_RC(r, 0, "server: accept");
+            write_all(out, rep, sizeof rep);
+            break;
+        }
+        rep[0] = ibstack_conn_gid_index(c);
+        rep[1] = conn_wait_connected(s, 0, c, 10) == 1 ? echo_until_close(c) : -ENOTCONN;
+        write_all(out, rep, sizeof rep);
+        ibstack_conn_close(c);
+    }
+    ibstack_listener_free(l);
+    ibstack_stack_free(s);
+    return exit_code();
+}
+
+/* sends `n` bytes of pattern `seed` and reads them back; 0 when they all came back intact */
+static int roundtrip(ibstack_stack *s, ibstack_conn *c, uint32_t seed, size_t n) {
+    static uint8_t back[65536];
+    if (conn_wait_connected(s, 0, c, 10) != 1) return -ENOTCONN;
+    size_t sent = 0, got = 0;
+    for (double end = now_s() + 60; got < n && now_s() < end;) {
+        if (sent < n) {
+            size_t k = n - sent < 32768 ? n - sent : 32768;
+            ptrdiff_t w = ibstack_conn_send(c, pat_at(seed, sent), k);
+            if (w > 0) sent += (size_t)w;
+            else if (w != -EAGAIN) return (int)w;
+        }
+        ptrdiff_t r = ibstack_conn_recv(c, back, sizeof back);
+        if (r > 0) {
+            if (memcmp(back, pat_at(seed, got), (size_t)r)) return -EILSEQ;
+            got += (size_t)r;
+        } else if (r != -EAGAIN) {
+            return (int)r;
+        } else {
+            struct pollfd p = {.fd = ibstack_conn_fd(c), .events = POLLIN};
+            poll(&p, 1, 5);
+        }
+    }
+    return got == n ? 0 : -ETIMEDOUT;
+}
+
+/* one connection to ip:port from `s`: its gid index on both ends, and the data intact */
+static void gidauto_conn(ibstack_stack *s, child *ch, const char *ip, uint16_t port, int want, const char *what) {
+    ibstack_conn *c = NULL;
+    int rc = ibstack_connect(s, ip, port, &c);
+    CHECK_RC(rc, 0, "%s: connect to %s", what, ip);
+    if (rc) return;
+    int gi = ibstack_conn_gid_index(c);
+    CHECK(gi == want, "%s: the client's connection uses GID index %d (want %d, the RoCE v2 GID of its local address)", what, gi, want);
+    rc = roundtrip(s, c, (uint32_t)port + (uint32_t)want, 1 * MIB);
+    CHECK_RC(rc, 0, "%s: 1 MiB echoed back intact (%s)", what, rc ? conn_msg(c) : "");
+    ibstack_conn_close(c);
+    int32_t rep[2] = {-1, -1};
+    CHECK(read_all(ch->from_child, rep, sizeof rep, 60) == 0, "%s: the server reported", what);
+    CHECK(rep[0] == want, "%s: the server's accepted connection uses GID index %d (want %d)", what, rep[0], want);
+    CHECK_RC(rep[1], 0, "%s: the server echoed until the close", what);
+}
+
+static void mode_gidauto(int srq) {
+    if (access("/etc/rxe-vm.cmd", F_OK) != 0) {
+        CHECK(0, "gidauto adds an address to d0: it runs only inside scripts/rxe-vm's guest (no /etc/rxe-vm.cmd)");
+        return;
+    }
+    system("/usr/bin/ip addr add " GID_IP_B "/24 dev d0 2>/dev/null");
+    int ia = sysfs_gid_index("ffff:0a63:0001"), ib = -1;
+    for (double end = now_s() + 10; ib < 0 && now_s() < end; usleep(50000)) ib = sysfs_gid_index("ffff:0a63:0201");
+    CHECK(ia > 0 && ib > 0 && ia != ib, "rxe0 has RoCE v2 GIDs for 10.99.0.1 (index %d) and " GID_IP_B " (index %d)", ia, ib);
+    if (ia <= 0 || ib <= 0) return;
+    pat_init();
+    child ch;
+    CHECK_RC(spawn(&ch, gidauto_child, &srq), 0, "server process started");
+    uint16_t port = 0;
+    if (read_all(ch.from_child, &port, 2, 60)) {
+        CHECK(0, "server announced its port");
+        return;
+    }
+    ibstack_stack *s;
+    int rc = stack_open(&s, srq, gidauto_extra);
+    CHECK_RC(rc, 0, "client: stack with ibstack_gid_select = auto and ms_async_rdma_gid_idx = 0");
+    if (rc) return;
+    gidauto_conn(s, &ch, GID_IP_B, port, ib, "auto -> " GID_IP_B);
+    gidauto_conn(s, &ch, "10.99.0.1", port, ia, "auto -> 10.99.0.1");
+    /* from loopback, to a plain listener of this process (the server must not see it) */
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in la = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t ll = sizeof la;
+    CHECK(lfd >= 0 && !bind(lfd, (struct sockaddr *)&la, sizeof la) && !listen(lfd, 4) &&
+              !getsockname(lfd, (struct sockaddr *)&la, &ll),
+          "a plain TCP listener on 127.0.0.1");
+    ibstack_conn *c = NULL;
+    rc = ibstack_connect(s, "127.0.0.1", ntohs(la.sin_port), &c);
+    CHECK_RC(rc, -EADDRNOTAVAIL, "client: a connection from 127.0.0.1 is refused");
+    CHECK_MSG_HAS("local address 127.0.0.1", "client: the message names the address");
+    CHECK_MSG_HAS(GID_IP_B, "client: the message names the candidates");
+    if (lfd >= 0) close(lfd);
+    ibstack_stack_free(s);
+    /* a client of ms_async_rdma_gid_idx (Ceph's rule) meets the auto server */
+    const char *idx_extra[] = {"ibstack_gid_select", "index", NULL};
+    rc = stack_open(&s, srq, idx_extra);
+    CHECK_RC(rc, 0, "client: stack with ibstack_gid_select = index (ms_async_rdma_gid_idx 1)");
+    if (rc) return;
+    gidauto_conn(s, &ch, "10.99.0.1", port, 1, "index -> 10.99.0.1");
+    ibstack_stack_free(s);
+    /* a plain TCP client from loopback: the server's accept names the cause */
+    int fd = tcp_connect_ip("127.0.0.1", port);
+    CHECK(fd >= 0, "plain TCP client connected from 127.0.0.1");
+    int32_t rep[2] = {0, 0};
+    CHECK(read_all(ch.from_child, rep, sizeof rep, 60) == 0 && rep[0] == -EADDRNOTAVAIL,
+          "server: that accept returned -EADDRNOTAVAIL (%d)", rep[0]);
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char b[8];
+    CHECK(poll(&p, 1, 5000) == 1 && read(fd, b, sizeof b) <= 0, "the refused client's socket is closed by the server");
+    close(fd);
+    check_child(&ch, "server", 60);
+    system("/usr/bin/ip addr del " GID_IP_B "/24 dev d0");
+}
+
 int main(int argc, char **argv) {
     if (argc < 3 || (strcmp(argv[2], "srq") && strcmp(argv[2], "nosrq"))) {
         fprintf(stderr,
-                "usage: %s echo srq|nosrq CONNS [BYTES] | backpressure|race|banner|hostdriven|logcb srq|nosrq |"
+                "usage: %s echo srq|nosrq CONNS [BYTES] | backpressure|race|banner|hostdriven|logcb|gidauto srq|nosrq |"
                 " close srq|nosrq connector|acceptor\n",
                 argv[0]);
         return 2;
@@ -823,6 +1021,8 @@ int main(int argc, char **argv) {
         mode_hostdriven(srq);
     } else if (!strcmp(m, "logcb")) {
         mode_logcb(srq);
+    } else if (!strcmp(m, "gidauto")) {
+        mode_gidauto(srq);
     } else {
         fprintf(stderr, "%s: unknown mode\n", argv[0]);
         return 2;

@@ -1006,6 +1006,13 @@ int ibstack_conn_fd(const struct ibstack_conn *conn);
 // device async events); 0 for an invalid handle.
 uint32_t ibstack_conn_qp_num(const struct ibstack_conn *conn);
 
+// The index of the GID table entry the connection advertises in its cm_meta
+// record and sends from (its RTR sgid_index): ms_async_rdma_gid_idx, or with
+// ibstack_gid_select = auto the RoCE v2 entry of the TCP side channel's local
+// address, chosen when the connection was created. Returns the index (0 or
+// more), or -EINVAL for an invalid handle. Thread-safe.
+int ibstack_conn_gid_index(const struct ibstack_conn *conn);
+
 // Fault injection for tests: handles a device async event (`enum
 // ibv_event_type`, QP number for QP events, port for port events) exactly
 // as if the device had reported it — QP_FATAL, LAST_WQE_REACHED,

@@ -160,8 +160,9 @@ sh "$G" stop plain
 
 # ---------------------------------------------------------------- 4. daemonizing mon, unrelated programs
 say "4. a preloaded mon that daemonizes (no -f); a Ceph program that opens no Ceph port"
-# a mon port outside the default list, converted because the cluster's ceph.conf says so
-sh "$G" init daemon 3302 ibstack_preload_ports=3302,6800-7300
+# a mon port outside the default list, converted because the cluster's ceph.conf says so;
+# its connections pick their GID by address (ibstack_gid_select = auto), Ceph's client by index
+sh "$G" init daemon 3302 ibstack_preload_ports=3302,6800-7300 ibstack_gid_select=auto
 d=$CEPH_ROOT/daemon
 /usr/bin/ceph-mon -c "$d/ceph.conf" --mkfs -i a --monmap "$d/monmap" --keyring "$d/keyring" > /dev/null 2>&1
 LD_PRELOAD=$P /usr/bin/ceph-mon -c "$d/ceph.conf" --ms_type async+posix --log-file "$d/log/mon.a.log" -i a \
@@ -170,7 +171,7 @@ i=0; while ! grep -q 'mon\.a@0(leader)' "$d/log/mon.a.log" 2>/dev/null && [ $i -
 [ -s "$d/mon.pid" ] && cat "$d/mon.pid" > "$d/pids"
 as async+rdma ""
 sh "$G" rados daemon lspools > /tmp/t.out 2>&1; drc=$?
-check "an async+rdma rados talks to the daemonized preloaded mon (status $drc)" test $drc -eq 0
+check "an async+rdma rados talks to the daemonized preloaded mon, whose GIDs are chosen by address (status $drc)" test $drc -eq 0
 sh "$G" stop daemon
 plain=$(/usr/bin/ceph-conf -c "$d/ceph.conf" --lookup fsid 2>&1; echo "rc=$?")
 pre=$(LD_PRELOAD=$P /usr/bin/ceph-conf -c "$d/ceph.conf" --lookup fsid 2>&1; echo "rc=$?")

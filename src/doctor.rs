@@ -10,7 +10,8 @@ use crate::error::{Error, Result};
 use crate::prereq::{check_pin, configured_pin_bytes, device_nodes_hint, Memlock, MEMLOCK_FIXES};
 use crate::text::{human_bytes, json_string};
 use crate::verbs::device::mtu_bytes;
-use crate::verbs::{Context, DeviceAttr, DeviceList, GidEntry, GidType, LinkLayer, PortAttr, PortState};
+use crate::gid::{describe_entry, gid_addr, populated, v4_of};
+use crate::verbs::{Context, DeviceAttr, DeviceList, GidType, LinkLayer, PortAttr, PortState};
 use std::path::{Path, PathBuf};
 
 /// Ceph 16.2's fixed INIT->RTR path MTU, in bytes.
@@ -451,40 +452,6 @@ fn check_port(ctx: &Context, attr: &DeviceAttr, cfg: &Config, out: &mut Vec<Chec
     Some(port)
 }
 
-fn is_v4_mapped(g: &[u8; 16]) -> bool {
-    g[..10].iter().all(|&b| b == 0) && g[10] == 0xff && g[11] == 0xff
-}
-
-fn v4_of(g: &[u8; 16]) -> Option<std::net::Ipv4Addr> {
-    is_v4_mapped(g).then(|| std::net::Ipv4Addr::new(g[12], g[13], g[14], g[15]))
-}
-
-fn gid_addr(g: &[u8; 16]) -> String {
-    match v4_of(g) {
-        Some(a) => a.to_string(),
-        None => std::net::Ipv6Addr::from(*g).to_string(),
-    }
-}
-
-fn ifname(ifindex: u32) -> Option<String> {
-    if ifindex == 0 {
-        return None;
-    }
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
-    if p.is_null() {
-        return None;
-    }
-    // SAFETY: on success buf holds a NUL-terminated name.
-    Some(unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
-}
-
-/// The populated entries of a port's GID table.
-fn gid_entries(ctx: &Context, p: u8, tbl: u32) -> Vec<GidEntry> {
-    (0..tbl.min(256)).filter_map(|i| ctx.query_gid(p, i).ok().flatten()).filter(|g| g.gid != [0u8; 16]).collect()
-}
-
 /// `10.0.0.0/24` → (network, prefix length).
 fn parse_v4_net(s: &str) -> Option<(u32, u32)> {
     let (a, len) = s.trim().split_once('/')?;
@@ -498,18 +465,10 @@ fn in_v4_net(a: std::net::Ipv4Addr, (net, len): (u32, u32)) -> bool {
     u32::from(a) & mask == net & mask
 }
 
-fn describe_entry(g: &GidEntry) -> String {
-    let ty = g.gid_type.map(|t| t.name()).unwrap_or("type unknown");
-    match ifname(g.ndev_ifindex) {
-        Some(n) => format!("{} = {} ({ty}, {n})", g.index, gid_addr(&g.gid)),
-        None => format!("{} = {} ({ty})", g.index, gid_addr(&g.gid)),
-    }
-}
-
 fn check_gid(ctx: &Context, port: &PortAttr, cfg: &Config, nets: &[(u32, u32)], out: &mut Vec<Check>) {
     let (name, p) = (ctx.name(), cfg.port_num as u8);
     let tbl = port.gid_tbl_len.max(0) as u32;
-    let entries = gid_entries(ctx, p, tbl);
+    let entries = populated(ctx, p, tbl);
     let valid = if entries.is_empty() {
         "the table has no valid entries (is an IP address configured on the netdev?)".to_string()
     } else {
@@ -580,6 +539,10 @@ fn check_gid(ctx: &Context, port: &PortAttr, cfg: &Config, nets: &[(u32, u32)], 
         .map(|e| e.index)
         .collect();
     let addr_note = format!("per local address: {}", per_addr.join(", "));
+    if cfg.gid_select == "auto" && port.link_layer == LinkLayer::Ethernet {
+        out.push(check_gid_auto(&entries, nets, &fitting, &addr_note));
+        return;
+    }
     if !nets.is_empty() && !v4_of(&entry.gid).is_some_and(|a| nets.iter().any(|n| in_v4_net(a, *n))) {
         let fix = match fitting.first() {
             Some(i) => format!("set ms_async_rdma_gid_idx = {i}"),
@@ -614,6 +577,44 @@ fn check_gid(ctx: &Context, port: &PortAttr, cfg: &Config, nets: &[(u32, u32)], 
         return;
     }
     out.push(Check::new("gid", Status::Ok, format!("GID index {}; {addr_note}", describe_entry(&entry))));
+}
+
+/// `ibstack_gid_select = auto`: every connection takes the RoCE v2 GID of its
+/// local address, so the question is whether the configured network has one.
+fn check_gid_auto(entries: &[crate::verbs::GidEntry], nets: &[(u32, u32)], fitting: &[u32], addr_note: &str) -> Check {
+    let v2: Vec<String> =
+        entries.iter().filter(|e| e.gid_type == Some(GidType::RoceV2)).map(describe_entry).collect();
+    let nets_text =
+        nets.iter().map(|(n, l)| format!("{}/{l}", std::net::Ipv4Addr::from(*n))).collect::<Vec<_>>().join(", ");
+    if v2.is_empty() {
+        return Check::new(
+            "gid",
+            Status::Problem,
+            "ibstack_gid_select = auto, but the port has no RoCE v2 GID: every connection would fail with \
+             EADDRNOTAVAIL; fix: configure an IP address on the RDMA netdev"
+                .to_string(),
+        );
+    }
+    if !nets.is_empty() && fitting.is_empty() {
+        return Check::new(
+            "gid",
+            Status::Problem,
+            format!(
+                "ibstack_gid_select = auto, but no RoCE v2 GID is on the configured network ({nets_text}): \
+                 connections from those addresses fail with EADDRNOTAVAIL; RoCE v2 GIDs: {}; fix: put the RDMA \
+                 netdev on that network",
+                v2.join(", ")
+            ),
+        );
+    }
+    Check::new(
+        "gid",
+        Status::Ok,
+        format!(
+            "ibstack_gid_select = auto: each connection uses the RoCE v2 GID of its local address \
+             (ms_async_rdma_gid_idx is not used for connections); {addr_note}"
+        ),
+    )
 }
 
 // ------------------------------------------------------------------ MTU, queues
@@ -1034,6 +1035,28 @@ fn peer_round_trip(conn: &crate::stack::conn::Conn, addr: std::net::SocketAddr) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gid_select_auto_needs_a_roce_v2_gid_on_the_configured_network() {
+        let e = |index: u32, ip: &str, ty| crate::verbs::GidEntry {
+            gid: crate::gid::gid_of_ip(ip.parse().unwrap()),
+            index,
+            gid_type: Some(ty),
+            ndev_ifindex: 0,
+        };
+        let table = [e(0, "fe80::1", GidType::RoceV2), e(1, "10.0.0.1", GidType::RoceV1), e(2, "10.0.0.1", GidType::RoceV2)];
+        let net = [parse_v4_net("10.0.0.0/24").unwrap()];
+        let ok = check_gid_auto(&table, &net, &[2], "per local address: …");
+        assert_eq!(ok.status, Status::Ok, "{}", ok.text);
+        assert!(ok.text.contains("ibstack_gid_select = auto"), "{}", ok.text);
+        let other = [parse_v4_net("192.168.0.0/16").unwrap()];
+        let bad = check_gid_auto(&table, &other, &[], "");
+        assert_eq!(bad.status, Status::Problem);
+        assert!(bad.text.contains("192.168.0.0/16") && bad.text.contains("2 = 10.0.0.1"), "{}", bad.text);
+        let none = check_gid_auto(&table[1..2], &[], &[], "");
+        assert_eq!(none.status, Status::Problem);
+        assert!(none.text.contains("no RoCE v2 GID"), "{}", none.text);
+    }
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()

@@ -4,6 +4,7 @@
 
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::gid::GidSelect;
 use crate::text::gid_to_string;
 use crate::verbs::device::mtu_bytes;
 use crate::verbs::{Context, DeviceAttr, DeviceList, GidEntry, GidType, LinkLayer, Pd, PortAttr, PortState};
@@ -18,9 +19,22 @@ pub struct Ib {
     port_num: u8,
     port: PortAttr,
     gid: GidEntry,
+    gid_select: GidSelect,
+    /// The port's populated GID entries as last read (`ibstack_gid_select = auto`).
+    gid_table: parking_lot::Mutex<GidTable>,
     tx_queue_len: u32,
     rx_queue_len: u32,
 }
+
+/// The GID table as last read, and when: a miss re-reads it (addresses come
+/// and go), at most once per [`GID_REREAD`].
+#[derive(Default)]
+struct GidTable {
+    entries: Vec<GidEntry>,
+    read_at: Option<std::time::Instant>,
+}
+
+const GID_REREAD: std::time::Duration = std::time::Duration::from_millis(500);
 
 fn no_device_message() -> String {
     let mut m = "no RDMA device found: load a provider (for Soft-RoCE: 'modprobe rdma_rxe; rdma link add rxe0 type \
@@ -71,7 +85,9 @@ impl Ib {
         let gid = select_gid(&ctx, port_num, &port, cfg)?;
         let pd = open_pd(&ctx)?;
         let (tx_queue_len, rx_queue_len) = size_queues(&dev, cfg, ctx.name())?;
-        let ib = Ib { ctx, pd, cfg: cfg.clone(), dev, port_num, port, gid, tx_queue_len, rx_queue_len };
+        let gid_select = GidSelect::from_option(&cfg.gid_select);
+        let gid_table = parking_lot::Mutex::new(GidTable::default());
+        let ib = Ib { ctx, pd, cfg: cfg.clone(), dev, port_num, port, gid, gid_select, gid_table, tx_queue_len, rx_queue_len };
         ib.log_opened();
         Ok(ib)
     }
@@ -81,7 +97,7 @@ impl Ib {
         let (name, port_num, port, dev, gid) = (self.device_name(), self.port_num, &self.port, &self.dev, &self.gid);
         let (tx_queue_len, rx_queue_len) = (self.tx_queue_len, self.rx_queue_len);
         log::info!(
-            "opened {name} port {port_num}: state {}, link {}, active MTU {}, lid {}, gid[{}] {} ({}), \
+            "opened {name} port {port_num}: state {}, link {}, active MTU {}, lid {}, gid[{}] {} ({}){}, \
              max_qp_wr {}, max_srq_wr {}, max_cqe {}; tx_queue_len {tx_queue_len}, rx_queue_len {rx_queue_len}",
             port.state.name(),
             port.link_layer.name(),
@@ -90,6 +106,11 @@ impl Ib {
             self.cfg.gid_idx,
             gid_to_string(&gid.gid),
             gid.gid_type.map(|t| t.name()).unwrap_or("type unknown"),
+            match (self.gid_select, port.link_layer) {
+                (GidSelect::Index, _) => "",
+                (GidSelect::Auto, LinkLayer::Ethernet) => ", connections pick theirs by local address (ibstack_gid_select = auto)",
+                (GidSelect::Auto, _) => ", ibstack_gid_select = auto does not apply to an InfiniBand port: every connection uses it",
+            },
             dev.max_qp_wr,
             dev.max_srq_wr,
             dev.max_cqe
@@ -117,8 +138,30 @@ impl Ib {
     pub fn port_attr(&self) -> &PortAttr {
         &self.port
     }
+    /// The GID at ms_async_rdma_gid_idx (every connection's with
+    /// `ibstack_gid_select = index`).
     pub fn gid(&self) -> &GidEntry {
         &self.gid
+    }
+
+    /// The GID a connection whose TCP side channel has local address `local`
+    /// uses: with `ibstack_gid_select = auto` on an Ethernet port the RoCE v2
+    /// entry of that address (EADDRNOTAVAIL naming the candidates when there
+    /// is none), else [`Ib::gid`].
+    pub fn gid_for_local(&self, local: Option<std::net::IpAddr>) -> Result<GidEntry> {
+        if self.gid_select == GidSelect::Index || self.port.link_layer != LinkLayer::Ethernet {
+            return Ok(self.gid);
+        }
+        let ip = local.unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let mut t = self.gid_table.lock();
+        if let Some(e) = crate::gid::entry_for(&t.entries, ip) {
+            return Ok(e);
+        }
+        if t.read_at.map_or(true, |at| at.elapsed() >= GID_REREAD) {
+            t.entries = crate::gid::populated(&self.ctx, self.port_num, self.port.gid_tbl_len.max(0) as u32);
+            t.read_at = Some(std::time::Instant::now());
+        }
+        crate::gid::require_entry_for(&t.entries, ip, self.device_name(), self.port_num)
     }
     pub fn tx_queue_len(&self) -> u32 {
         self.tx_queue_len
@@ -261,7 +304,8 @@ fn select_gid(ctx: &Context, port_num: u8, port: &PortAttr, cfg: &Config) -> Res
         }
         _ => {}
     }
-    if gid.gid_type == Some(GidType::RoceV2) && gid.gid[0] == 0xfe && gid.gid[1] & 0xc0 == 0x80 {
+    let auto = GidSelect::from_option(&cfg.gid_select) == GidSelect::Auto;
+    if !auto && gid.gid_type == Some(GidType::RoceV2) && gid.gid[0] == 0xfe && gid.gid[1] & 0xc0 == 0x80 {
         log::warn!(
             "GID index {} of {name} is a link-local RoCE v2 GID ({}); it does not route between hosts and \
              changes with the MAC address; an IPv4-mapped GID index is usually what you want",

@@ -20,6 +20,7 @@ pub mod doctor;
 pub mod errno;
 pub mod error;
 pub mod ffi;
+pub mod gid;
 pub mod handshake;
 pub mod history;
 pub mod ib;

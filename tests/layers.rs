@@ -23,6 +23,8 @@ const LAYERS: &[(&str, u32)] = &[
     // raw libibverbs, then the process prerequisites
     ("verbs", 5),
     ("prereq", 6),
+    // GIDs as addresses (doctor, ib and the per-connection choice)
+    ("gid", 6),
     // device, pools, the cm_meta wire codec
     ("ib", 7),
     ("mem", 7),

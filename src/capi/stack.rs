@@ -408,6 +408,16 @@ pub unsafe extern "C" fn ibstack_conn_qp_num(conn: *const ibstack_conn) -> u32 {
     ffi_boundary!({ Ok(conn_ref(conn)?.qp_num()) })
 }
 
+/// The index of the GID table entry the connection advertises in its cm_meta
+/// record and sends from (its RTR sgid_index): ms_async_rdma_gid_idx, or with
+/// ibstack_gid_select = auto the RoCE v2 entry of the TCP side channel's local
+/// address, chosen when the connection was created. Returns the index (0 or
+/// more), or -EINVAL for an invalid handle. Thread-safe.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_conn_gid_index(conn: *const ibstack_conn) -> c_int {
+    ffi_boundary!({ Ok(conn_ref(conn)?.gid_index() as c_int) })
+}
+
 /// Fault injection for tests: handles a device async event (`enum
 /// ibv_event_type`, QP number for QP events, port for port events) exactly
 /// as if the device had reported it — QP_FATAL, LAST_WQE_REACHED,

@@ -133,4 +133,8 @@ options! {
 
     /// ibstack extension: transparent mode: a converted connection whose peer answers with Ceph's TCP banner (a posix daemon) reconnects over plain TCP and carries on
     "ibstack_preload_fallback" => preload_fallback: bool = true, Bool;
+
+    /// ibstack extension: how a connection picks its GID: index (Ceph's way: ms_async_rdma_gid_idx for every connection) or auto (per connection, the RoCE v2 GID whose address is the local address of the connection's TCP side channel, so no host needs its own gid_idx; on an InfiniBand port auto uses ms_async_rdma_gid_idx)
+    "ibstack_gid_select" => gid_select: String = "index", Str,
+        one_of(["index", "auto"]);
 }

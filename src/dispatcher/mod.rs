@@ -147,7 +147,13 @@ impl Dispatcher {
     /// Creates an RC QP in INIT on the shared CQs (and SRQ), posts its own
     /// receive buffers when there is no SRQ, and registers it.
     pub fn create_qp(&self) -> Result<Arc<QueuePair>> {
-        let qp = QueuePair::create(&self.env)?;
+        self.create_qp_with_gid(self.env.ib.gid())
+    }
+
+    /// `create_qp` for a QP that advertises and sends from `gid`
+    /// ([`Ib::gid_for_local`](crate::ib::Ib::gid_for_local)).
+    pub fn create_qp_with_gid(&self, gid: &crate::verbs::GidEntry) -> Result<Arc<QueuePair>> {
+        let qp = QueuePair::create(&self.env, gid)?;
         if self.env.srq.is_none() {
             let want = self.env.ib.rx_queue_len();
             let posted = match self.post_rx(want, Some(&qp)) {

@@ -55,6 +55,8 @@ pub struct QueuePair {
     raw: RwLock<Option<RawQp>>,
     qpn: u32,
     local: CmMeta,
+    /// The index of the GID `local` advertises (the sgid_index at RTR).
+    gid_idx: u32,
     peer: Mutex<Option<CmMeta>>,
     state: AtomicU8,
     highest: AtomicU8,
@@ -114,18 +116,20 @@ fn random_psn() -> u32 {
 }
 
 impl QueuePair {
-    /// `ibv_create_qp` (SQ = tx_queue_len + 2: data, fin, beacon), then RESET→INIT.
-    pub(crate) fn create(env: &Arc<Env>) -> Result<Arc<QueuePair>> {
+    /// `ibv_create_qp` (SQ = tx_queue_len + 2: data, fin, beacon), then
+    /// RESET→INIT; the QP advertises and uses `gid`.
+    pub(crate) fn create(env: &Arc<Env>, gid: &crate::verbs::GidEntry) -> Result<Arc<QueuePair>> {
         let ib = &env.ib;
         let caps = QpCaps { max_send_wr: ib.tx_queue_len() + 2, max_recv_wr: ib.rx_queue_len() };
         let raw = RawQp::create_rc(ib.pd(), &env.tx_cq, &env.rx_cq, env.srq.as_ref(), caps)?;
         let qpn = raw.qp_num();
-        let local = CmMeta { lid: ib.port_attr().lid, local_qpn: qpn, psn: random_psn(), peer_qpn: 0, gid: ib.gid().gid };
+        let local = CmMeta { lid: ib.port_attr().lid, local_qpn: qpn, psn: random_psn(), peer_qpn: 0, gid: gid.gid };
         env.history.record(qpn, QpEvent::Created, &format!("local {}", local.describe()));
         let qp = Arc::new(QueuePair {
             raw: RwLock::new(Some(raw)),
             qpn,
             local,
+            gid_idx: gid.index,
             peer: Mutex::new(None),
             state: AtomicU8::new(QpState::Reset as u8),
             highest: AtomicU8::new(QpState::Reset as u8),
@@ -157,6 +161,10 @@ impl QueuePair {
     /// This side's record (peer_qpn 0; the handshake fills it per message).
     pub fn local_meta(&self) -> CmMeta {
         self.local
+    }
+    /// The index of the GID this QP advertises and sends from.
+    pub fn gid_index(&self) -> u32 {
+        self.gid_idx
     }
     pub fn peer_meta(&self) -> Option<CmMeta> {
         *self.peer.lock()
@@ -266,7 +274,7 @@ impl QueuePair {
             rq_psn: peer.psn,
             dgid: peer.gid,
             dlid: peer.lid,
-            sgid_index: cfg.gid_idx,
+            sgid_index: self.gid_idx,
             sl: cfg.sl,
             traffic_class: cfg.dscp,
             hop_limit: HOP_LIMIT,
@@ -279,7 +287,7 @@ impl QueuePair {
     /// Reads what RTR depends on, fresh (state, port, GID slot).
     fn local_facts(&self) -> Result<LocalFacts> {
         let ib = &self.env.ib;
-        let gid_idx = ib.config().gid_idx;
+        let gid_idx = self.gid_idx;
         Ok(LocalFacts {
             state: self.query_state()?,
             port_num: ib.port_num(),

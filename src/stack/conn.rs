@@ -154,6 +154,10 @@ impl Conn {
     pub fn qp_num(&self) -> u32 {
         self.qp.qp_num()
     }
+    /// The GID table index the connection advertises and sends from.
+    pub fn gid_index(&self) -> u32 {
+        self.qp.gid_index()
+    }
     pub fn fd(&self) -> RawFd {
         if !self.fd_used.swap(true, AcqRel) {
             // Whatever happened before the host looked is pending: make it visible.

@@ -311,7 +311,9 @@ impl Shared {
         if keepalive > 0 {
             crate::sys::net::set_keepalive(tcp.as_raw_fd(), keepalive)?;
         }
-        let qp = self.disp.create_qp()?;
+        let local = crate::sys::net::socket_addr(tcp.as_raw_fd(), false).ok().map(|a| a.ip());
+        let gid = self.disp.ib().gid_for_local(local)?;
+        let qp = self.disp.create_qp_with_gid(&gid)?;
         qp.set_rx_cap(self.rx_cap);
         let conn = match Conn::new(self.clone(), qp.clone(), tcp, role, peer, role == Role::Connector) {
             Ok(c) => c,

@@ -239,7 +239,7 @@ fn connect_again(fd: c_int, e: &Entry) -> isize {
 
 fn log_up(conn: &Conn, how: &str) {
     let peer = conn.tcp_addr(true).map(|a| a.to_string()).unwrap_or_else(|_| "?".into());
-    log::info!(target: "ibstack::rdma", "connection with {peer}: {how}, QP {}", conn.qp_num());
+    log::info!(target: "ibstack::rdma", "connection with {peer}: {how}, QP {}, GID index {}", conn.qp_num(), conn.gid_index());
 }
 
 /// An accepted socket of a converted listener: decide from its first bytes.
