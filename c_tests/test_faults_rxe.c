@@ -776,6 +776,8 @@ static int bh_child(int in, int out, void *arg) {
             int r = echo_progress(&p[i]);
             if (r) {
                 p[i].done = 1;
+                struct pollfd q = {.fd = in, .events = POLLIN};
+                if (i == 1 && poll(&q, 1, 0) == 1) break; /* the parent said "q" before it closed B */
                 if (i == 1) {
                     printf("# blackhole peer: B ended (%d) after %llu bytes: %s\n", r, (unsigned long long)p[1].in, conn_msg(p[1].c));
                     ok = 0;
@@ -886,11 +888,12 @@ static void mode_blackhole(int srq, int hd) {
           (unsigned long long)e[0].mismatches, (unsigned long long)e[1].mismatches);
     CHECK(!b_r && b_conn == 1 && b_at_fault > b_at_bh && e[1].rcvd > b_at_fault,
           "blackhole: the other connection kept moving data during and after the cut (B r %d, is_connected %d)", b_r, b_conn);
+    /* "q" first: the peer must not take B's close for a failure */
+    (void)!write(ch.to_child, "q", 1);
     for (int i = 0; i < 2; i++) {
         ibstack_conn_close(e[i].c);
         free(e[i].rbuf);
     }
-    (void)!write(ch.to_child, "q", 1);
     check_child_exit(&ch, "blackhole echo peer", 30);
     check_teardown("blackhole A", sa, hd, &base_a);
     check_teardown("blackhole B", sb, hd, &base_b);
