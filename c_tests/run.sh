@@ -116,6 +116,10 @@ elif [ "$mode" = vm ]; then
     for q in srq nosrq; do
         for m in inject rawpeer chunks sizes stackfree asyncev logcb pollpanic fork rxcap; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
     done
+    # write coalescing seen from a raw-verbs peer (every SEND counted; ~3 s each)
+    for d in thread host; do
+        for o in on off; do run "test_coalesce_rxe $d $o (so)" "$build/test_coalesce_rxe.so" $d $o; done
+    done
     # close racing the polling thread: 10000 rounds, bounded to 60 s (~5000 fit in the TCG VM)
     run "test_hostile_rxe closerace srq 10000 (so)" "$build/test_hostile_rxe.so" closerace srq 10000
     run "test_hostile_rxe closerace nosrq 2000 (so)" "$build/test_hostile_rxe.so" closerace nosrq 2000

@@ -36,9 +36,8 @@
  *                      connection fail with -ECHILD, its frees are ignored;
  *                      the parent's connection keeps working afterwards
  * usage: test_hostile_rxe MODE srq|nosrq */
-#include "qp_util.h"
+#include "raw_peer.h"
 
-#include <infiniband/verbs.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -140,74 +139,6 @@ static void inject(int srq) {
 
 /* ------------------------------------------------------------------ a raw-verbs peer */
 
-typedef struct {
-    struct ibv_context *ctx;
-    struct ibv_pd *pd;
-    struct ibv_cq *cq;
-    struct ibv_qp *qp;
-    struct ibv_mr *mr;
-    char buf[4096];
-    union ibv_gid gid;
-} raw_peer;
-
-static int raw_open(raw_peer *p) {
-    memset(p, 0, sizeof *p);
-    int n = 0;
-    struct ibv_device **l = ibv_get_device_list(&n);
-    for (int i = 0; l && i < n; i++)
-        if (!strcmp(ibv_get_device_name(l[i]), "rxe0")) p->ctx = ibv_open_device(l[i]);
-    if (l) ibv_free_device_list(l);
-    if (!p->ctx) return -1;
-    p->pd = ibv_alloc_pd(p->ctx);
-    p->cq = p->pd ? ibv_create_cq(p->ctx, 64, NULL, NULL, 0) : NULL;
-    if (!p->cq) return -2;
-    struct ibv_qp_init_attr ia = {.send_cq = p->cq, .recv_cq = p->cq, .qp_type = IBV_QPT_RC,
-                                  .cap = {.max_send_wr = 16, .max_recv_wr = 16, .max_send_sge = 1, .max_recv_sge = 1}};
-    p->qp = ibv_create_qp(p->pd, &ia);
-    p->mr = p->qp ? ibv_reg_mr(p->pd, p->buf, sizeof p->buf, IBV_ACCESS_LOCAL_WRITE) : NULL;
-    if (!p->mr || ibv_query_gid(p->ctx, 1, 1, &p->gid)) return -3;
-    struct ibv_qp_attr a = {.qp_state = IBV_QPS_INIT, .port_num = 1, .qp_access_flags = IBV_ACCESS_LOCAL_WRITE};
-    return ibv_modify_qp(p->qp, &a, IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS) ? -4 : 0;
-}
-
-static int raw_connect(raw_peer *p, const ibstack_cm_meta *m, uint32_t psn) {
-    struct ibv_qp_attr a;
-    memset(&a, 0, sizeof a);
-    a.qp_state = IBV_QPS_RTR;
-    a.path_mtu = IBV_MTU_1024;
-    a.dest_qp_num = m->local_qpn;
-    a.rq_psn = m->psn;
-    a.max_dest_rd_atomic = 1;
-    a.min_rnr_timer = 18;
-    a.ah_attr.is_global = 1;
-    memcpy(&a.ah_attr.grh.dgid, m->gid, 16);
-    a.ah_attr.grh.sgid_index = 1;
-    a.ah_attr.grh.hop_limit = 6;
-    a.ah_attr.port_num = 1;
-    if (ibv_modify_qp(p->qp, &a, IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN | IBV_QP_RQ_PSN |
-                                     IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER))
-        return -1;
-    memset(&a, 0, sizeof a);
-    a.qp_state = IBV_QPS_RTS;
-    a.timeout = 14;
-    a.retry_cnt = 3;
-    a.rnr_retry = 7;
-    a.sq_psn = psn;
-    a.max_rd_atomic = 1;
-    return ibv_modify_qp(p->qp, &a, IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
-                                        IBV_QP_MAX_QP_RD_ATOMIC)
-               ? -2
-               : 0;
-}
-
-static void raw_close(raw_peer *p) {
-    if (p->qp) ibv_destroy_qp(p->qp);
-    if (p->mr) ibv_dereg_mr(p->mr);
-    if (p->cq) ibv_destroy_cq(p->cq);
-    if (p->pd) ibv_dealloc_pd(p->pd);
-    if (p->ctx) ibv_close_device(p->ctx);
-}
-
 static int write_all(int fd, const char *b, size_t n) {
     while (n) {
         ssize_t k = write(fd, b, n);
@@ -224,10 +155,8 @@ static int write_all(int fd, const char *b, size_t n) {
 static int raw_handshake(raw_peer *p, ibstack_qp *qa, int fc, int fa) {
     set_nonblock(fa);
     uint32_t psn = 0x123456;
-    ibstack_cm_meta me = {.lid = 0, .local_qpn = p->qp->qp_num, .psn = psn, .peer_qpn = 0};
-    memcpy(me.gid, p->gid.raw, 16);
     char rec[65], got[65];
-    if (ibstack_cm_meta_encode(&me, rec, sizeof rec) < 0 || write_all(fc, rec, sizeof rec)) return -1;
+    if (raw_record(p, psn, 0, rec) || write_all(fc, rec, sizeof rec)) return -1;
     size_t have = 0;
     double end = now_s() + 10;
     while (have < sizeof got && now_s() < end) {
@@ -241,10 +170,9 @@ static int raw_handshake(raw_peer *p, ibstack_qp *qa, int fc, int fa) {
         }
     }
     ibstack_cm_meta peer;
-    if (have != sizeof got || ibstack_cm_meta_decode(got, sizeof got, &peer) || peer.peer_qpn != me.local_qpn) return -3;
+    if (have != sizeof got || ibstack_cm_meta_decode(got, sizeof got, &peer) || peer.peer_qpn != p->qp->qp_num) return -3;
     if (raw_connect(p, &peer, psn)) return -4;
-    me.peer_qpn = peer.local_qpn;
-    if (ibstack_cm_meta_encode(&me, rec, sizeof rec) < 0 || write_all(fc, rec, sizeof rec)) return -5;
+    if (raw_record(p, psn, peer.local_qpn, rec) || write_all(fc, rec, sizeof rec)) return -5;
     for (end = now_s() + 10; now_s() < end;) {
         int r = ibstack_qp_handshake_step(qa, fa, IBSTACK_ROLE_ACCEPTOR);
         if (r != 0) return r == 1 ? 0 : r;
@@ -270,7 +198,7 @@ static void rawpeer(int srq) {
     CHECK_RC(rig_open(&r, srq, NULL), 0, "device, pools and dispatcher (%s)", srq ? "SRQ" : "per-QP RQ");
     uint64_t base = stats(&r).rx_in_use;
     raw_peer p;
-    CHECK_RC(raw_open(&p), 0, "raw verbs peer: rxe0 opened, PD, CQ, RC QP in INIT, MR without remote access");
+    CHECK_RC(raw_open(&p, 16, 4096), 0, "raw verbs peer: rxe0 opened, PD, CQ, RC QP in INIT, MR without remote access");
     ibstack_qp *qa;
     int fc, fa;
     CHECK_RC(ibstack_qp_new(r.d, &qa), 0, "ibstack QP");

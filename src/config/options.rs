@@ -137,4 +137,7 @@ options! {
     /// ibstack extension: how a connection picks its GID: index (Ceph's way: ms_async_rdma_gid_idx for every connection) or auto (per connection, the RoCE v2 GID whose address is the local address of the connection's TCP side channel, so no host needs its own gid_idx; on an InfiniBand port auto uses ms_async_rdma_gid_idx)
     "ibstack_gid_select" => gid_select: String = "index", Str,
         one_of(["index", "auto"]);
+
+    /// ibstack extension: write coalescing: a write smaller than a buffer, made while this connection has SENDs in flight, is appended to one pending buffer that is posted as one SEND when a send completion comes back or the buffer fills (as TCP's autocork; a write with nothing in flight is posted at once, so ping-pong latency is unchanged); the byte stream the peer reads is the same
+    "ibstack_tx_coalesce" => tx_coalesce: bool = true, Bool;
 }

@@ -29,7 +29,7 @@ fn set_ok(key: &str, value: &str) -> Config {
 
 #[test]
 fn table_lists_ceph_options_then_ibstack_extensions() {
-    let expected: [(&str, OptType, &str); 31] = [
+    let expected: [(&str, OptType, &str); 32] = [
         ("ms_async_rdma_device_name", OptType::Str, ""),
         ("ms_async_rdma_enable_hugepage", OptType::Bool, "false"),
         ("ms_async_rdma_buffer_size", OptType::Size, "131072"),
@@ -61,6 +61,7 @@ fn table_lists_ceph_options_then_ibstack_extensions() {
         ("ibstack_preload_accept_tcp", OptType::Bool, "true"),
         ("ibstack_preload_fallback", OptType::Bool, "true"),
         ("ibstack_gid_select", OptType::Str, "index"),
+        ("ibstack_tx_coalesce", OptType::Bool, "true"),
     ];
     let got: Vec<(&str, OptType, &str)> = options()
         .iter()
@@ -126,6 +127,7 @@ fn defaults_equal_the_table() {
     assert_eq!(c.preload_ports, "3300,6789,6800-7300");
     assert!(c.preload_accept_tcp && c.preload_fallback);
     assert_eq!(c.gid_select, "index");
+    assert!(c.tx_coalesce);
     // get() of every option is the table's default text.
     for o in options() {
         assert_eq!(c.get(o.name).unwrap(), o.default, "{}", o.name);
@@ -170,6 +172,7 @@ fn each_option_sets_and_gets_its_own_field() {
         ("ibstack_preload_accept_tcp", "false"),
         ("ibstack_preload_fallback", "false"),
         ("ibstack_gid_select", "auto"),
+        ("ibstack_tx_coalesce", "false"),
     ];
     assert_eq!(other.len(), options().len());
     let defaults = Config::default();
@@ -664,6 +667,7 @@ fn get_round_trips_every_option() {
         ("ibstack_preload_accept_tcp", "0", "false"),
         ("ibstack_preload_fallback", "TRUE", "true"),
         ("ibstack_gid_select", "auto", "auto"),
+        ("ibstack_tx_coalesce", "0", "false"),
     ];
     assert_eq!(values.len(), options().len());
     for (k, input, canonical) in values {
@@ -1268,7 +1272,7 @@ fn to_json_of_defaults() {
         "\"ibstack_stack_thread\":true,\"ibstack_retry_cnt\":7,\"ibstack_tcp_keepalive\":30,",
         "\"ibstack_handshake_timeout_ms\":5000,\"ibstack_max_rx_per_conn\":0,",
         "\"ibstack_preload_ports\":\"3300,6789,6800-7300\",\"ibstack_preload_accept_tcp\":true,",
-        "\"ibstack_preload_fallback\":true,\"ibstack_gid_select\":\"index\"}"
+        "\"ibstack_preload_fallback\":true,\"ibstack_gid_select\":\"index\",\"ibstack_tx_coalesce\":true}"
     );
     let json = Config::default().to_json();
     assert_eq!(json, expected);

@@ -61,6 +61,9 @@ pub struct Dispatcher {
     async_faults_pending: std::sync::atomic::AtomicBool,
     /// Serializes polling; holds the completion scratch array.
     poll_lock: Mutex<Box<[Wc; MAX_COMPLETIONS]>>,
+    /// TX chunks `arm` got back, reported by the next `poll` (its caller
+    /// wakes writers and flushes coalesced bytes on them).
+    tx_returned_in_arm: std::sync::atomic::AtomicUsize,
     /// Serializes `post_rx`; holds its list of chunks being posted.
     rx_scratch: Mutex<Vec<crate::mem::ChunkRef>>,
     last_async_check: Mutex<crate::cycles::Stamp>,
@@ -103,6 +106,7 @@ impl Dispatcher {
             async_faults: Mutex::new(Vec::new()),
             async_faults_pending: std::sync::atomic::AtomicBool::new(false),
             poll_lock: Mutex::new(Box::new([Wc::default(); MAX_COMPLETIONS])),
+            tx_returned_in_arm: std::sync::atomic::AtomicUsize::new(0),
             rx_scratch: Mutex::new(Vec::with_capacity(ib_rx_queue_len as usize)),
             last_async_check: Mutex::new(crate::cycles::Stamp::now()),
         };
@@ -220,6 +224,7 @@ impl Dispatcher {
     pub fn poll(&self, out: &mut [Wc]) -> Result<PollOutcome> {
         let mut g = self.poll_lock.lock();
         let mut o = self.poll_cqs(&mut g)?;
+        o.tx_returned += self.tx_returned_in_arm.swap(0, Relaxed);
         if o.idle {
             if self.dying_count() > 0 {
                 self.reap();
@@ -284,6 +289,9 @@ impl Dispatcher {
         self.env.tx_cq.rearm()?;
         self.env.rx_cq.rearm()?;
         let o = self.poll_cqs(&mut g)?;
+        if o.tx_returned > 0 {
+            self.tx_returned_in_arm.fetch_add(o.tx_returned, Relaxed);
+        }
         Ok(!o.idle || !self.ready.lock().is_empty())
     }
 

@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering::*};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 /// Longest a closing connection waits for its data and close SEND to be
@@ -80,15 +80,30 @@ impl State {
     }
 }
 
+/// What `send` keeps between calls, under `Conn::send_lock`.
+struct SendState {
+    /// The TX chunks one call fills and posts (kept: no allocation per call).
+    chunks: Vec<ChunkRef>,
+    /// Write coalescing (`ibstack_tx_coalesce`): small writes made while
+    /// SENDs are in flight, appended here and posted as one SEND when a send
+    /// completion comes back ([`Conn::uncork`]), the chunk fills, or the
+    /// connection shuts down or closes (before the close SEND).
+    corked: Option<ChunkRef>,
+}
+
 pub struct Conn {
+    /// This connection as the stack's corked list holds it.
+    this: Weak<Conn>,
     pub(super) shared: Arc<Shared>,
     pub(super) qp: Arc<QueuePair>,
     tcp: Mutex<Option<OwnedFd>>,
     tcp_fd: RawFd,
     notify: EventFd,
     st: Mutex<State>,
-    /// Serializes `send`; holds the list of TX chunks one call fills and posts.
-    send_lock: Mutex<Vec<ChunkRef>>,
+    /// Serializes `send`, `shutdown` and the flush of coalesced bytes.
+    send_lock: Mutex<SendState>,
+    /// On the stack's corked list (so a coalescing send lists it once).
+    cork_listed: AtomicBool,
     parked: AtomicBool,
     /// A state change was signalled with `wake_always` (handshake end, fault,
     /// TX chunks back) that a reset of the eventfd may have swallowed; the
@@ -123,7 +138,8 @@ impl Conn {
         let tcp_fd = tcp.as_raw_fd();
         let hs_ms = shared.disp.ib().config().handshake_timeout_ms;
         let hs_deadline = (hs_ms > 0).then(|| Instant::now() + std::time::Duration::from_millis(hs_ms as u64));
-        Ok(Arc::new(Conn {
+        Ok(Arc::new_cyclic(|this| Conn {
+            this: this.clone(),
             shared,
             qp,
             tcp: Mutex::new(Some(tcp)),
@@ -141,7 +157,8 @@ impl Conn {
                 shut_wr: false,
                 hs_deadline,
             }),
-            send_lock: Mutex::new(Vec::with_capacity(MAX_CHUNKS_PER_SEND)),
+            send_lock: Mutex::new(SendState { chunks: Vec::with_capacity(MAX_CHUNKS_PER_SEND), corked: None }),
+            cork_listed: AtomicBool::new(false),
             parked: AtomicBool::new(false),
             edge_pending: AtomicBool::new(false),
             signaled: AtomicBool::new(false),
@@ -432,7 +449,7 @@ impl Conn {
     /// later sends fail with EPIPE; receiving goes on until the peer closes.
     /// The handle stays valid until `close`. A second call does nothing.
     pub fn shutdown(&self) -> Result<()> {
-        let _order = self.send_lock.lock(); // after any send in progress
+        let mut s = self.send_lock.lock(); // after any send in progress
         {
             let mut st = self.st.lock();
             if let Some(e) = &st.error {
@@ -447,6 +464,7 @@ impl Conn {
                 Phase::Closing | Phase::Done => return Err(Error::new(libc::EPIPE, "the connection was closed")),
             }
         }
+        self.post_corked(&mut s)?;
         self.qp.post_fin()
     }
 
@@ -473,32 +491,42 @@ impl Conn {
     /// Copies as much of `data` as TX chunks allow into SENDs; returns the
     /// bytes accepted or EAGAIN (the fd fires when chunks come back).
     pub fn send(&self, data: &[u8]) -> Result<usize> {
+        // Checked under the lock `close` takes first: nothing is accepted after the close SEND.
+        let mut s = self.send_lock.lock();
         self.sendable()?;
         if data.is_empty() {
             return Ok(0);
         }
-        let mut chunks = self.send_lock.lock();
         let tx = &self.shared.disp.mem().tx;
         let c = &self.shared.disp.env().counters;
         // Zero-copy: the caller filled a whole TX chunk it owns.
         if let Some(ch) = tx.chunk_by_buffer(data.as_ptr()) {
             if ch.buffer() as *const u8 == data.as_ptr() && data.len() <= ch.capacity() as usize && ch.is_held() {
+                self.post_corked(&mut s)?;
                 ch.set_offset(data.len() as u32);
                 self.qp.post_chunks(std::iter::once(ch)).map_err(|pe| pe.err)?;
                 return Ok(data.len());
             }
         }
         let bs = tx.buffer_size();
-        let mut budget = self.shared.max_inflight.saturating_sub(self.qp.tx_outstanding()) as usize;
+        if self.shared.coalesce && data.len() < bs && (s.corked.is_some() || self.qp.tx_outstanding() > 0) {
+            if let Some(n) = self.cork(&mut s, data)? {
+                return Ok(n);
+            }
+        }
+        // Bytes coalesced earlier go first.
+        self.post_corked(&mut s)?;
+        let mut budget = self.budget();
         if budget == 0 {
             self.park();
-            budget = self.shared.max_inflight.saturating_sub(self.qp.tx_outstanding()) as usize;
+            budget = self.budget();
             if budget == 0 {
                 return Err(Error::new(libc::EAGAIN, "this connection has its maximum of TX chunks in flight"));
             }
         }
         let want = data.len().div_ceil(bs).min(budget).min(MAX_CHUNKS_PER_SEND);
         let bytes = (want * bs).min(data.len());
+        let chunks = &mut s.chunks;
         chunks.clear();
         if tx.get_each(bytes, want, |_, ch| chunks.push(ch)).is_err() {
             c.tx_no_mem.fetch_add(1, Relaxed);
@@ -523,6 +551,86 @@ impl Conn {
             return if sent > 0 { Ok(sent) } else { Err(pe.err) };
         }
         Ok(off)
+    }
+
+    /// SENDs this connection may still post (ibstack_max_inflight_per_conn).
+    fn budget(&self) -> usize {
+        self.shared.max_inflight.saturating_sub(self.qp.tx_outstanding()) as usize
+    }
+
+    /// Coalescing: appends `data` (shorter than a buffer) to the corked
+    /// chunk while SENDs are in flight. Some(bytes taken), or None when no
+    /// TX chunk is free to cork into (the caller's normal path parks).
+    fn cork(&self, s: &mut SendState, data: &[u8]) -> Result<Option<usize>> {
+        if s.corked.is_some_and(|ch| ch.full()) {
+            // Full and not posted yet (no budget then): post it now or wait.
+            if self.budget() == 0 {
+                self.park();
+                if self.budget() == 0 {
+                    return Err(Error::new(libc::EAGAIN, "this connection has its maximum of TX chunks in flight"));
+                }
+            }
+            self.post_corked(s)?;
+        }
+        let ch = match s.corked {
+            Some(ch) => ch,
+            None => {
+                let Some(ch) = self.shared.disp.mem().tx.get_one() else { return Ok(None) };
+                ch.reset_write();
+                s.corked = Some(ch);
+                if !self.cork_listed.swap(true, AcqRel) {
+                    self.shared.list_corked(self.this.clone());
+                }
+                ch
+            }
+        };
+        // SAFETY: the corked chunk is held by this connection until posted.
+        let n = unsafe { ch.write(data) };
+        // Everything in flight completed meanwhile (the poller may have looked
+        // at the corked list before this connection was on it): post now.
+        if (ch.full() && self.budget() > 0) || self.qp.tx_outstanding() == 0 {
+            self.post_corked(s)?;
+        }
+        Ok(Some(n))
+    }
+
+    /// Posts the corked chunk, if any, as one SEND. A failed post faults the
+    /// connection (the chunk goes back to the pool) and returns the error.
+    fn post_corked(&self, s: &mut SendState) -> Result<()> {
+        let Some(ch) = s.corked.take() else { return Ok(()) };
+        if let Err(pe) = self.qp.post_chunks(std::iter::once(ch)) {
+            let _ = self.shared.disp.mem().tx.put_one(ch);
+            self.fault(pe.err.clone());
+            return Err(pe.err);
+        }
+        Ok(())
+    }
+
+    /// A send completion came back (the stack's poller): post the bytes
+    /// coalesced meanwhile, or keep them listed while the budget is spent.
+    pub(super) fn uncork(&self) {
+        self.cork_listed.store(false, Release);
+        let mut s = self.send_lock.lock();
+        if s.corked.is_none() {
+            return;
+        }
+        if self.st.lock().error.is_some() {
+            // Failed meanwhile: nothing more reaches the peer.
+            self.drop_corked(&mut s);
+            return;
+        }
+        // As Nagle: a partly filled chunk waits until everything in flight
+        // was acknowledged, so the writes made meanwhile go as one SEND (a
+        // completion per SEND would otherwise post one SEND per write when
+        // the poller is quick); a full one goes as soon as the budget allows.
+        let full = s.corked.is_some_and(|ch| ch.full());
+        if self.budget() == 0 || (!full && self.qp.tx_outstanding() > 0) {
+            if !self.cork_listed.swap(true, AcqRel) {
+                self.shared.list_corked(self.this.clone());
+            }
+            return;
+        }
+        let _ = self.post_corked(&mut s);
     }
 
     /// Copies received bytes out in order; after the peer's close SEND,
@@ -590,6 +698,7 @@ impl Conn {
     /// healthy the close SEND follows the data in flight, and the QP is
     /// retired once everything was acknowledged (or after a linger timeout).
     pub fn close(&self) {
+        let mut s = self.send_lock.lock();
         let mut st = self.st.lock();
         if matches!(st.phase, Phase::Closing | Phase::Done) {
             return;
@@ -600,14 +709,24 @@ impl Conn {
         st.closing_since = Some(Instant::now());
         drop(st);
         if graceful {
-            if let Err(e) = self.qp.post_fin() {
+            // Coalesced bytes were accepted by send: they go before the close SEND.
+            if let Err(e) = self.post_corked(&mut s).and_then(|()| self.qp.post_fin()) {
                 log::debug!("connection {}: close SEND not posted: {e}", self.peer);
                 self.st.lock().closing_since = Some(Instant::now() - LINGER);
             }
         } else {
+            self.drop_corked(&mut s);
             self.st.lock().closing_since = Some(Instant::now() - LINGER);
         }
+        drop(s);
         self.shared.kick();
+    }
+
+    /// Gives an unposted corked chunk back to the pool (the connection failed).
+    fn drop_corked(&self, s: &mut SendState) {
+        if let Some(ch) = s.corked.take() {
+            let _ = self.shared.disp.mem().tx.put_one(ch);
+        }
     }
 
     /// A TCP EOF without the close SEND: once the grace period passed with
@@ -709,6 +828,7 @@ impl Conn {
             st.phase = Phase::Done;
             st.drop_rx_chunks(&self.shared.disp, &self.qp);
         }
+        self.drop_corked(&mut self.send_lock.lock());
         if let Err(e) = self.shared.disp.to_dead(&self.qp) {
             log::warn!("connection {}: {e}", self.peer);
         }

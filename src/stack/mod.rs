@@ -66,6 +66,12 @@ pub struct Shared {
     pending: Mutex<Vec<Weak<Conn>>>,
     /// `wake_pending`'s list, kept (with `pending`) so parking allocates nothing once warm.
     waking: Mutex<Vec<Weak<Conn>>>,
+    /// Connections holding coalesced bytes, flushed when send completions
+    /// come back (`uncork_all`); `uncorking` is its spare, as `waking`.
+    corked: Mutex<Vec<Weak<Conn>>>,
+    uncorking: Mutex<Vec<Weak<Conn>>>,
+    /// ibstack_tx_coalesce.
+    pub(crate) coalesce: bool,
     stop: AtomicBool,
     /// ibstack_stack_free ran: nothing drives this stack any more; new
     /// connections are refused (listeners that outlive it).
@@ -123,6 +129,9 @@ impl Stack {
             conns: Mutex::new(Default::default()),
             pending: Mutex::new(Vec::new()),
             waking: Mutex::new(Vec::new()),
+            corked: Mutex::new(Vec::new()),
+            uncorking: Mutex::new(Vec::new()),
+            coalesce: cfg.tx_coalesce,
             stop: AtomicBool::new(false),
             freed: AtomicBool::new(false),
             threaded: cfg.stack_thread,
@@ -371,6 +380,24 @@ impl Shared {
         self.disp.env().counters.pending_sent_conns.store(p.len() as u64, Relaxed);
     }
 
+    /// A connection corked bytes while its SENDs were in flight.
+    pub(super) fn list_corked(&self, c: Weak<Conn>) {
+        self.corked.lock().push(c);
+    }
+
+    /// Send completions came back: every corked connection posts what it
+    /// coalesced (one SEND each). Before `wake_pending`, so a writer woken
+    /// for TX chunks finds its earlier bytes already posted.
+    fn uncork_all(&self) {
+        let mut list = self.uncorking.lock();
+        list.append(&mut self.corked.lock());
+        for w in list.drain(..) {
+            if let Some(c) = w.upgrade() {
+                c.uncork();
+            }
+        }
+    }
+
     fn wake_pending(&self) {
         let mut list = self.waking.lock();
         list.append(&mut self.pending.lock());
@@ -435,6 +462,7 @@ impl Shared {
             }
         }
         if o.tx_returned > 0 {
+            self.uncork_all();
             self.wake_pending();
         }
         // The TCP sockets (handshakes, EOF) need an epoll_wait syscall: while

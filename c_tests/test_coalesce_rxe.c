@@ -1,0 +1,253 @@
+/* Write coalescing (ibstack_tx_coalesce) seen from the wire, run in the VM.
+ *
+ * An ibstack connection writes a stream of small writes (1..200 B) to a peer written on
+ * libibverbs alone that speaks Ceph's async+rdma format by hand (raw_peer.h: cm_meta
+ * records, one RECV per SEND, the zero-length close SEND), so the test sees every SEND:
+ *   - the byte stream arrives whole and in order (count and order-sensitive checksum);
+ *   - held: the peer has one receive posted, so a SEND waits in RNR retries; the writes
+ *     made meanwhile are held and go as one SEND once it posts the rest (on), or are each
+ *     a SEND (off);
+ *   - on: far fewer SENDs than writes (host-driven), some SEND longer than any single
+ *     write, none longer than a buffer; off: exactly one SEND per write;
+ *   - a write made with nothing in flight reaches the peer by itself (nobody polls the
+ *     stack meanwhile): coalescing never holds back the only write of a ping-pong;
+ *   - small writes followed at once by the end (close with the polling thread, shutdown
+ *     then close when host-driven) all precede the close SEND, and nothing follows it;
+ *   - the stack's tx_chunks counter equals the SENDs the peer received, and every TX
+ *     chunk is back in the pool at the end.
+ * usage: test_coalesce_rxe thread|host on|off
+ *   thread: the stack's polling thread (the default); host: ibstack_stack_thread = false,
+ *   the test calls ibstack_stack_poll every 16 writes and whenever a write is refused. The writes
+ *   come in bursts of 16; the raw peer takes its receives between bursts. */
+/* conn_util.h defines helpers this test does not all call */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function"
+#include "conn_util.h"
+#pragma GCC diagnostic pop
+#include "raw_peer.h"
+
+#define BUFSZ 16384u /* ms_async_rdma_buffer_size of stack_open */
+#define NRECV 256u
+#define WRITES 100000u
+#define MAX_WRITE 200u
+#define TAIL_WRITES 2000u
+#define HELD_WRITES 64u /* at most 64 x 200 B: one buffer */
+
+typedef struct {
+    raw_peer p;
+    uint64_t bytes, sends, max_len, after_fin, errors;
+    int fin;
+    csum sum;
+} sink;
+
+/* takes what the raw peer received and reposts its buffers */
+static void sink_poll(sink *k) {
+    struct ibv_wc wc[32];
+    int n = ibv_poll_cq(k->p.cq, 32, wc);
+    for (int i = 0; i < n; i++) {
+        if (wc[i].status != IBV_WC_SUCCESS) {
+            if (k->errors++ < 3) printf("# raw peer completion %s (opcode %d)\n", ibv_wc_status_str(wc[i].status), wc[i].opcode);
+            continue;
+        }
+        if (!(wc[i].opcode & IBV_WC_RECV)) continue;
+        unsigned b = (unsigned)wc[i].wr_id;
+        if (wc[i].byte_len == 0) {
+            k->fin++;
+        } else {
+            if (k->fin) k->after_fin++;
+            csum_add(&k->sum, k->p.buf + (size_t)b * BUFSZ, wc[i].byte_len);
+            k->bytes += wc[i].byte_len;
+            k->sends++;
+            if (wc[i].byte_len > k->max_len) k->max_len = wc[i].byte_len;
+        }
+        if (raw_post_recv(&k->p, b) && k->errors++ < 3) printf("# raw peer: ibv_post_recv failed\n");
+    }
+}
+
+static uint64_t tx_chunks(const ibstack_stack *s) {
+    ibstack_counters c;
+    memset(&c, 0, sizeof c);
+    ibstack_stack_counters(s, &c);
+    return c.tx_chunks;
+}
+
+/* one write of `len` bytes at stream offset *off, retried on -EAGAIN while the peer (unless
+ * `k` is NULL) and (host mode) the stack are serviced; 0, or the error */
+static int write_one(ibstack_stack *s, int hd, ibstack_conn *c, sink *k, uint64_t *off, size_t len, csum *sent) {
+    const uint8_t *p = pat_at(1, *off);
+    size_t done = 0;
+    double end = now_s() + 30;
+    while (done < len) {
+        int r = ibstack_conn_send(c, p + done, len - done);
+        if (r > 0) {
+            csum_add(sent, p + done, (size_t)r);
+            done += (size_t)r;
+            continue;
+        }
+        if (r != -EAGAIN) {
+            printf("# ibstack_conn_send: %d %s\n", r, h_last_error());
+            return r;
+        }
+        if (now_s() > end) return -ETIMEDOUT;
+        if (k) sink_poll(k);
+        if (hd) hd_poll(s);
+    }
+    *off += len;
+    return 0;
+}
+
+/* services the peer (and a host-driven stack) until `cond` holds or `secs` pass */
+#define SERVICE_UNTIL(cond, secs)                                                          \
+    do {                                                                                   \
+        double end_ = now_s() + (secs);                                                    \
+        while (!(cond) && now_s() < end_) {                                                \
+            sink_poll(&k);                                                                 \
+            if (hd) hd_poll(s);                                                            \
+        }                                                                                  \
+    } while (0)
+
+static uint64_t tx_in_flight(const ibstack_stack *s) {
+    ibstack_counters c;
+    memset(&c, 0, sizeof c);
+    ibstack_stack_counters(s, &c);
+    return c.inflight_tx_chunks;
+}
+
+static void run(int hd, int on) {
+    const char *extra[] = {"ibstack_stack_thread", hd ? "false" : "true", "ibstack_tx_coalesce", on ? "true" : "false", NULL};
+    ibstack_stack *s;
+    CHECK_RC(stack_open(&s, 0, extra), 0, "stack (%s, ibstack_tx_coalesce = %s)", hd ? "host-driven" : "polling thread",
+             on ? "true" : "false");
+    if (!s) return;
+    ibstack_mem_stats base = stack_mem(s);
+    static sink k;
+    memset(&k, 0, sizeof k);
+    CHECK_RC(raw_open(&k.p, NRECV, BUFSZ), 0, "raw-verbs peer on rxe0 (%u receive buffers of %u B)", NRECV, BUFSZ);
+    k.p.initial_recv = 1; /* the held phase below: one receive posted, the rest later */
+
+    /* the raw peer listens on d0's address; the stack connects */
+    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    inet_pton(AF_INET, TEST_IP, &a.sin_addr);
+    socklen_t al = sizeof a;
+    CHECK(l >= 0 && !bind(l, (struct sockaddr *)&a, sizeof a) && !listen(l, 4) && !getsockname(l, (struct sockaddr *)&a, &al),
+          "TCP listener of the raw peer on %s", TEST_IP);
+    ibstack_conn *c = NULL;
+    CHECK_RC(ibstack_connect(s, TEST_IP, ntohs(a.sin_port), &c), 0, "ibstack_connect to the raw peer");
+    int fd = accept(l, NULL, NULL);
+    CHECK(fd >= 0, "the raw peer accepted the TCP connection");
+    raw_accept_state hs = {0};
+    int h = 0;
+    for (double end = now_s() + 20; h == 0 && now_s() < end;) {
+        h = raw_accept_step(&k.p, fd, &hs);
+        if (hd) hd_poll(s);
+        else usleep(200);
+    }
+    CHECK_RC(h, 1, "cm_meta exchange done on the raw peer (records #1 to #3)");
+    CHECK_RC(conn_wait_connected(s, hd, c, 10), 1, "the ibstack connection is connected");
+    if (h != 1 || !c) goto out;
+
+    uint64_t off = 0;
+    csum sent = {0, 0};
+    int rc = 0;
+
+    /* held: the peer has one receive posted, so the second SEND waits in RNR retries (in
+     * flight, not acknowledged) until it posts the rest; writes made meanwhile coalesce */
+    uint64_t held0 = tx_chunks(s);
+    for (unsigned i = 0; i < HELD_WRITES && !rc; i++) {
+        rc = write_one(s, hd, c, NULL, &off, 1 + crng() % MAX_WRITE, &sent);
+        if (hd && i % 16 == 15) hd_poll(s);
+    }
+    CHECK_RC(rc, 0, "%u small writes while the peer has one receive posted (%llu B)", HELD_WRITES, (unsigned long long)off);
+    uint64_t held = tx_chunks(s) - held0;
+    if (on)
+        CHECK(held <= 3, "coalescing: the writes made while a SEND waits for the peer are held, not sent (%llu SENDs posted)",
+              (unsigned long long)held);
+    else
+        CHECK(held == HELD_WRITES, "without coalescing each of them is a SEND (%llu)", (unsigned long long)held);
+    for (unsigned i = 1; i < NRECV; i++)
+        if (raw_post_recv(&k.p, i)) k.errors++;
+    SERVICE_UNTIL(k.bytes >= off && tx_in_flight(s) == 0, 20);
+    CHECK(k.bytes == off && csum_value(&k.sum) == csum_value(&sent),
+          "once the peer posts its receives every byte arrives in order (%llu of %llu B in %llu SENDs)",
+          (unsigned long long)k.bytes, (unsigned long long)off, (unsigned long long)k.sends);
+    if (on) CHECK(k.sends <= held + 1, "the held bytes went as one more SEND (%llu SENDs in all)", (unsigned long long)k.sends);
+
+    uint64_t chunks0 = tx_chunks(s), sends0 = k.sends;
+    unsigned writes = 0;
+    double t0 = now_s();
+    for (; writes < WRITES && !rc; writes++) {
+        rc = write_one(s, hd, c, &k, &off, 1 + crng() % MAX_WRITE, &sent);
+        /* bursts of 16 writes, as an application writing a message in pieces: the peer (and,
+         * host-driven, the stack) is serviced between bursts */
+        if (writes % 16 == 15) {
+            sink_poll(&k);
+            if (hd) hd_poll(s);
+        }
+    }
+    CHECK_RC(rc, 0, "%u writes of 1..%u B accepted (%llu B in %.2f s)", writes, MAX_WRITE, (unsigned long long)off, now_s() - t0);
+    SERVICE_UNTIL(k.bytes >= off && tx_in_flight(s) == 0, 20);
+    uint64_t sends = k.sends - sends0;
+    printf("# %u writes -> %llu SENDs on the wire (%.1f writes per SEND, longest %llu B)\n", writes, (unsigned long long)sends,
+           sends ? (double)writes / (double)sends : 0.0, (unsigned long long)k.max_len);
+    CHECK(k.bytes == off, "the peer received every byte (%llu of %llu)", (unsigned long long)k.bytes, (unsigned long long)off);
+    CHECK(csum_value(&k.sum) == csum_value(&sent), "the byte stream is the one written, in order (checksum)");
+    CHECK(k.max_len <= BUFSZ, "no SEND is longer than a buffer (%llu B)", (unsigned long long)k.max_len);
+    if (on) {
+        /* host-driven, completions are seen every 16 writes: at least 4 writes a SEND. With the
+         * polling thread a SEND is often acknowledged and reaped before the next write (rxe runs
+         * the exchange inside the post), and a write with nothing in flight goes at once; the
+         * held phase above is the deterministic check there */
+        if (hd)
+            CHECK(sends * 4 <= writes, "coalescing: at most a quarter as many SENDs as writes (%llu SENDs)", (unsigned long long)sends);
+        CHECK(k.max_len > MAX_WRITE, "some SEND carries several writes (longest %llu B > %u B)", (unsigned long long)k.max_len, MAX_WRITE);
+    } else {
+        CHECK(sends == writes, "without coalescing every write is one SEND (%llu SENDs)", (unsigned long long)sends);
+        CHECK(k.max_len <= MAX_WRITE, "and no SEND is longer than a write (%llu B)", (unsigned long long)k.max_len);
+    }
+    CHECK(tx_chunks(s) - chunks0 == sends, "tx_chunks counts the SENDs the peer received (%llu)", (unsigned long long)(tx_chunks(s) - chunks0));
+
+    /* nothing in flight: one write goes out by itself, nobody polls the stack */
+    CHECK(tx_in_flight(s) == 0, "nothing in flight before the single write");
+    rc = write_one(s, 0, c, &k, &off, 10, &sent);
+    double t1 = now_s();
+    while (k.bytes < off && now_s() < t1 + 5) sink_poll(&k);
+    CHECK(rc == 0 && k.bytes == off && k.sends == sends0 + sends + 1, "a write with nothing in flight is one SEND at once (%.0f us, without polling the stack)",
+          (now_s() - t1) * 1e6);
+    SERVICE_UNTIL(tx_in_flight(s) == 0, 10);
+
+    /* a burst of small writes, then the end right away: all of it precedes the close SEND */
+    for (unsigned i = 0; i < TAIL_WRITES && !rc; i++) rc = write_one(s, hd, c, &k, &off, 1 + crng() % MAX_WRITE, &sent);
+    CHECK_RC(rc, 0, "%u more small writes", TAIL_WRITES);
+    if (hd) CHECK_RC(ibstack_conn_shutdown(c), 0, "ibstack_conn_shutdown right after them");
+    ibstack_conn_close(c);
+    c = NULL;
+    SERVICE_UNTIL(k.fin, 20);
+    CHECK(k.fin == 1 && k.after_fin == 0, "the close SEND arrived once, nothing after it (%d, %llu SENDs after)", k.fin,
+          (unsigned long long)k.after_fin);
+    CHECK(k.bytes == off && csum_value(&k.sum) == csum_value(&sent),
+          "every byte of the burst arrived before the close SEND, in order (%llu of %llu)", (unsigned long long)k.bytes,
+          (unsigned long long)off);
+    CHECK(k.errors == 0, "no error completion on the raw peer (%llu)", (unsigned long long)k.errors);
+out:
+    if (c) ibstack_conn_close(c);
+    if (fd >= 0) close(fd);
+    if (l >= 0) close(l);
+    check_teardown(hd ? "host-driven" : "polling thread", s, hd, &base);
+    raw_close(&k.p);
+    ibstack_stack_free(s);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3 || (strcmp(argv[1], "thread") && strcmp(argv[1], "host")) || (strcmp(argv[2], "on") && strcmp(argv[2], "off"))) {
+        fprintf(stderr, "usage: %s thread|host on|off\n", argv[0]);
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    pat_init();
+    double t0 = now_s();
+    run(!strcmp(argv[1], "host"), !strcmp(argv[2], "on"));
+    printf("# timing: %s %s took %.1f s\n", argv[1], argv[2], now_s() - t0);
+    DONE();
+}
