@@ -600,7 +600,11 @@ impl Shared {
                 break;
             }
             if last_work.elapsed_us() < self.polling_us {
-                std::hint::spin_loop();
+                // Busy-polling, but never at the expense of another runnable
+                // thread: the application thread this poller just woke (or
+                // the peer process) would otherwise wait for a scheduler tick
+                // (ms) on a host with few cores.
+                std::thread::yield_now();
                 continue;
             }
             match self.disp.arm() {
