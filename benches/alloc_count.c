@@ -4,9 +4,8 @@
  *
  * Counts calls of malloc, calloc, realloc, posix_memalign, aligned_alloc and memalign
  * (every thread) and, at exit, appends one line "allocs N" to FILE (stderr without
- * it). A program marks the part it wants counted by reading the counter itself:
- * `alloc_count_now()` (dlsym(RTLD_DEFAULT, "alloc_count_now")) gives the count so far,
- * so ibstack_bench can print the allocations of its timed loop alone.
+ * it). `alloc_count_now()` (found with dlsym(RTLD_DEFAULT, "alloc_count_now")) gives
+ * the count so far to a program that wants to count a part of its run itself.
  * calloc before the real one is known (dlsym itself calls calloc) is served from a
  * small static arena. */
 #define _GNU_SOURCE

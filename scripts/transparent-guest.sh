@@ -3,8 +3,10 @@
 # against real Ceph 16.2.15 daemons, inside the Soft-RoCE VM (booted by scripts/ceph-vm transparent).
 # Uses scripts/ceph-guest.sh for the clusters.
 #   transparent-guest.sh test PRELOAD_SO    the suite: "ok - ..." / "not ok - ..." and "N passed, N failed"
-#   transparent-guest.sh bench PRELOAD_SO   rados bench write + seq figures: preloaded async+posix and
-#                                           Ceph's own async+rdma, in this one boot (no checks)
+#   transparent-guest.sh bench PRELOAD_SO [ROUNDS]
+#                                           rados bench write + seq figures: preloaded async+posix and
+#                                           Ceph's own async+rdma, in this one boot, ROUNDS (default 2)
+#                                           interleaved rounds (no checks)
 set -u
 mode=$1 P=$2
 G=$(dirname "$0")/ceph-guest.sh
@@ -54,7 +56,9 @@ data_checks() {  # NAME LABEL
 if [ "$mode" = bench ]; then
     [ "$(hostname)" != "(none)" ] || hostname ceph-vm
     dd if=/dev/urandom of=/tmp/obj.in bs=1M count=8 2>/dev/null
-    for how in rdma posix; do
+    # rounds interleave the two (third argument, default 2): the VM's speed drifts within a boot
+    rounds=${3:-2}
+    for how in $(for r in $(seq "$rounds"); do echo rdma posix; done); do
         if [ $how = rdma ]; then as async+rdma ""; else as async+posix "$P"; fi
         sh "$G" init b$how 3310 >/dev/null && sh "$G" mon b$how >/dev/null && sh "$G" osd b$how 0 >/dev/null \
             || { echo "# $how: cluster did not start"; sh "$G" logs b$how 20; continue; }
