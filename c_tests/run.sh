@@ -120,6 +120,10 @@ elif [ "$mode" = vm ]; then
     for d in thread host; do
         for o in on off; do run "test_coalesce_rxe $d $o (so)" "$build/test_coalesce_rxe.so" $d $o; done
     done
+    # zero-copy receive (lent chunks) and send (TX chunks filled in place) against a raw-verbs peer
+    for d in thread host; do
+        for q in srq nosrq; do run "test_zerocopy_rxe $d $q (so)" "$build/test_zerocopy_rxe.so" $d $q; done
+    done
     # close racing the polling thread: 10000 rounds, bounded to 60 s (~5000 fit in the TCG VM)
     run "test_hostile_rxe closerace srq 10000 (so)" "$build/test_hostile_rxe.so" closerace srq 10000
     run "test_hostile_rxe closerace nosrq 2000 (so)" "$build/test_hostile_rxe.so" closerace nosrq 2000

@@ -198,6 +198,9 @@ static void conn_family(void *p, const char *what) {
     BAD(ibstack_conn_peer_addr(p, &ss), "ibstack_conn_peer_addr", what);
     BAD(ibstack_conn_local_addr(p, &ss), "ibstack_conn_local_addr", what);
     BAD(ibstack_conn_shutdown(p), "ibstack_conn_shutdown", what);
+    ibstack_chunk *lent[2];
+    BAD(ibstack_conn_recv_chunks(p, lent, 2), "ibstack_conn_recv_chunks", what);
+    BAD(ibstack_conn_release_chunks(p, lent, 0), "ibstack_conn_release_chunks", what);
     FREE_IGNORED(ibstack_conn_close(p), "ibstack_conn_close", what);
 }
 

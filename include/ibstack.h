@@ -994,6 +994,27 @@ ptrdiff_t ibstack_conn_send(struct ibstack_conn *conn, const void *buf, size_t l
 // returned first) or another -errno after a failure.
 ptrdiff_t ibstack_conn_recv(struct ibstack_conn *conn, void *buf, size_t len);
 
+// Zero-copy receive: lends up to `max` received buffers to the caller, in
+// stream order, into `out[0..n)`, and returns n. A chunk's unread bytes are
+// ibstack_chunk_size(c) bytes at (char *)ibstack_chunk_buffer(c) +
+// ibstack_chunk_offset(c) (the first may be partly read by
+// ibstack_conn_recv); one chunk is one SEND of the peer. The chunks are the
+// caller's until it gives them back with ibstack_conn_release_chunks, in
+// any order and from any thread; until then they count against the
+// connection's receive cap (ibstack_max_rx_per_conn), so a caller that
+// keeps them stops the sender. ibstack_conn_close gives back the chunks
+// still lent: do not touch them afterwards. Other release calls
+// (ibstack_mem_mgr_release_rx_chunk, ibstack_dispatcher_release_rx) refuse
+// a lent chunk with -EINVAL. Errors, the end of the stream and the fd are as
+// for ibstack_conn_recv; `max` 0 returns 0.
+ptrdiff_t ibstack_conn_recv_chunks(struct ibstack_conn *conn, struct ibstack_chunk **out, size_t max);
+
+// Gives back `n` chunks that ibstack_conn_recv_chunks of this connection
+// lent, in any order. All are checked first: a pointer that is not such a
+// chunk, or one given back already, is -EINVAL naming its index, and then
+// none is given back. A chunk named twice in one call is given back once.
+int ibstack_conn_release_chunks(struct ibstack_conn *conn, struct ibstack_chunk *const *chunks, size_t n);
+
 // An eventfd (Ceph's notify_fd) that becomes readable on new data, on
 // handshake completion, on failure, and when TX chunks come back after
 // -EAGAIN. ibstack_conn_recv resets it; with edge-triggered epoll, call recv

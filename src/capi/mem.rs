@@ -44,15 +44,19 @@ pub struct ibstack_chunk {
 /// looked up here.
 static POOLS: Lazy<RwLock<Vec<Weak<MemoryManager>>>> = Lazy::new(|| RwLock::new(Vec::new()));
 
+/// Makes `mm`'s chunks known to the chunk functions (a mem_mgr handle, and
+/// a stack's pools, whose RX chunks a connection lends).
+pub(crate) fn register_pools(mm: &Arc<MemoryManager>) {
+    let mut pools = POOLS.write();
+    pools.retain(|w| w.strong_count() > 0);
+    if !pools.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(mm))) {
+        pools.push(Arc::downgrade(mm));
+    }
+}
+
 /// A new handle for `mm`, whose chunks C may then pass to the chunk functions.
 pub(crate) fn mem_mgr_handle(mm: Arc<MemoryManager>) -> *mut ibstack_mem_mgr {
-    {
-        let mut pools = POOLS.write();
-        pools.retain(|w| w.strong_count() > 0);
-        if !pools.iter().any(|w| std::ptr::eq(w.as_ptr(), Arc::as_ptr(&mm))) {
-            pools.push(Arc::downgrade(&mm));
-        }
-    }
+    register_pools(&mm);
     handle::new_handle(mm)
 }
 

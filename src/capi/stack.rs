@@ -2,7 +2,7 @@
 //! connections (RDMAStack, RDMAServerSocketImpl, RDMAConnectedSocketImpl).
 
 use crate::capi::config::ibstack_config;
-use crate::capi::mem::{mem_mgr_handle, ibstack_mem_mgr};
+use crate::capi::mem::{ibstack_chunk, ibstack_mem_mgr, mem_mgr_handle};
 use crate::counters::CountersSnapshot;
 use crate::qp::Role;
 use crate::ffi::handle::{self, Handle, Kind};
@@ -69,7 +69,14 @@ pub unsafe extern "C" fn ibstack_stack_new(cfg: *const ibstack_config, out: *mut
     ffi_boundary!({
         let cfg = handle::get(cfg, "cfg")?;
         // SAFETY: out is NULL or valid for one pointer write (header contract).
-        unsafe { handle::give(out, || Stack::new(&cfg.read())) }
+        unsafe {
+            handle::give(out, || {
+                let s = Stack::new(&cfg.read())?;
+                // the chunks its connections lend (ibstack_conn_recv_chunks) work with ibstack_chunk_*
+                crate::capi::mem::register_pools(s.dispatcher().mem());
+                Ok(s)
+            })
+        }
     })
 }
 
@@ -387,6 +394,47 @@ pub unsafe extern "C" fn ibstack_conn_recv(conn: *mut ibstack_conn, buf: *mut c_
         // SAFETY: buf is NULL or holds len bytes (header contract).
         let out = unsafe { handle::bytes_out(buf.cast(), len, "buf") }?;
         Ok(c.recv(out)? as isize)
+    })
+}
+
+/// Zero-copy receive: lends up to `max` received buffers to the caller, in
+/// stream order, into `out[0..n)`, and returns n. A chunk's unread bytes are
+/// ibstack_chunk_size(c) bytes at (char *)ibstack_chunk_buffer(c) +
+/// ibstack_chunk_offset(c) (the first may be partly read by
+/// ibstack_conn_recv); one chunk is one SEND of the peer. The chunks are the
+/// caller's until it gives them back with ibstack_conn_release_chunks, in
+/// any order and from any thread; until then they count against the
+/// connection's receive cap (ibstack_max_rx_per_conn), so a caller that
+/// keeps them stops the sender. ibstack_conn_close gives back the chunks
+/// still lent: do not touch them afterwards. Other release calls
+/// (ibstack_mem_mgr_release_rx_chunk, ibstack_dispatcher_release_rx) refuse
+/// a lent chunk with -EINVAL. Errors, the end of the stream and the fd are as
+/// for ibstack_conn_recv; `max` 0 returns 0.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_conn_recv_chunks(conn: *mut ibstack_conn, out: *mut *mut ibstack_chunk, max: usize) -> isize {
+    ffi_boundary!({
+        let c = conn_ref(conn)?;
+        // SAFETY: out is NULL or holds max entries (header contract).
+        let out = unsafe { handle::items_out(out, max, "out", "max") }?;
+        let n = c.recv_chunks(out.len(), |i, ch| {
+            out[i].write(ch.as_ptr().cast_mut().cast());
+        })?;
+        Ok(n as isize)
+    })
+}
+
+/// Gives back `n` chunks that ibstack_conn_recv_chunks of this connection
+/// lent, in any order. All are checked first: a pointer that is not such a
+/// chunk, or one given back already, is -EINVAL naming its index, and then
+/// none is given back. A chunk named twice in one call is given back once.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_conn_release_chunks(conn: *mut ibstack_conn, chunks: *const *mut ibstack_chunk, n: usize) -> c_int {
+    ffi_boundary!({
+        let c = conn_ref(conn)?;
+        // SAFETY: chunks is NULL or holds n pointers (header contract).
+        let list = unsafe { handle::items(chunks, n, "chunks") }?;
+        c.release_chunks_by_id(list.iter().map(|&p| crate::capi::mem::chunk_id(p)))?;
+        Ok(0)
     })
 }
 

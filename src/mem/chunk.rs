@@ -7,7 +7,7 @@
 //! shared between threads without `unsafe` aliasing.
 
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::{AcqRel, Acquire, Relaxed}};
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering::{AcqRel, Acquire, Relaxed, Release}};
 
 // Who owns a chunk (its `state` byte). Every change is a compare-and-swap
 // from the one state it may come from, so a chunk posted twice, returned
@@ -53,6 +53,9 @@ pub struct Chunk {
     pub(crate) next: AtomicU32,
     /// Number of the QP whose receive queue holds this chunk (0 = none).
     qp: AtomicU32,
+    /// RX: the QP number of the connection that lent this chunk to the host
+    /// (zero-copy receive, `Conn::recv_chunks`); 0 = not lent.
+    lent: AtomicU32,
 }
 
 impl std::fmt::Debug for Chunk {
@@ -86,6 +89,7 @@ impl Chunk {
             bound: AtomicU32::new(bound),
             next: AtomicU32::new(0),
             qp: AtomicU32::new(0),
+            lent: AtomicU32::new(0),
         }
     }
 
@@ -169,6 +173,19 @@ impl Chunk {
     }
     pub fn qp(&self) -> u32 {
         self.qp.load(Relaxed)
+    }
+    /// RX: lent to the host by the connection of QP `qpn`.
+    pub(crate) fn lend(&self, qpn: u32) {
+        self.lent.store(qpn, Release);
+    }
+    /// RX: the QP number of the connection that lent it (0 = not lent).
+    pub(crate) fn lent_to(&self) -> u32 {
+        self.lent.load(Acquire)
+    }
+    /// Ends the loan of the connection of QP `qpn`; false when the chunk was
+    /// not lent by it (or the loan ended already: given back twice).
+    pub(crate) fn end_loan(&self, qpn: u32) -> bool {
+        qpn != 0 && self.lent.compare_exchange(qpn, 0, AcqRel, Acquire).is_ok()
     }
     /// Not in the free list (held, in flight or posted).
     pub(crate) fn is_in_use(&self) -> bool {

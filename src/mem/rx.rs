@@ -183,7 +183,7 @@ impl RxPool {
     }
 
     /// Whether `c` is one of this pool's headers (O(1): by its index).
-    fn owns(&self, c: ChunkRef) -> bool {
+    pub(crate) fn owns(&self, c: ChunkRef) -> bool {
         if c.kind() != ChunkKind::Rx {
             return false;
         }
@@ -194,7 +194,17 @@ impl RxPool {
 
     /// Give a receive chunk back (Ceph's release_rx_buffer): read cursors
     /// reset, owning QP cleared. Twice, or a chunk of another pool, is -EINVAL.
+    /// A chunk a connection lent to the host goes back through that
+    /// connection (its receive accounting), so here it is -EINVAL.
     pub fn release(&self, c: ChunkRef) -> Result<()> {
+        if self.owns(c) && c.lent_to() != 0 {
+            return Err(Error::inval(format!(
+                "RX chunk {} ({:#x}) was lent by the connection of QP {}: give it back with ibstack_conn_release_chunks",
+                c.index(),
+                c.wr_id(),
+                c.lent_to()
+            )));
+        }
         self.free_from(c, HELD)
     }
 

@@ -104,6 +104,8 @@ pub struct Conn {
     send_lock: Mutex<SendState>,
     /// On the stack's corked list (so a coalescing send lists it once).
     cork_listed: AtomicBool,
+    /// `recv_chunks` lent a chunk at least once (close then looks for loans).
+    lent_any: AtomicBool,
     parked: AtomicBool,
     /// A state change was signalled with `wake_always` (handshake end, fault,
     /// TX chunks back) that a reset of the eventfd may have swallowed; the
@@ -159,6 +161,7 @@ impl Conn {
             }),
             send_lock: Mutex::new(SendState { chunks: Vec::with_capacity(MAX_CHUNKS_PER_SEND), corked: None }),
             cork_listed: AtomicBool::new(false),
+            lent_any: AtomicBool::new(false),
             parked: AtomicBool::new(false),
             edge_pending: AtomicBool::new(false),
             signaled: AtomicBool::new(false),
@@ -633,13 +636,12 @@ impl Conn {
         let _ = self.post_corked(&mut s);
     }
 
-    /// Copies received bytes out in order; after the peer's close SEND,
-    /// end-of-stream (ECONNRESET) once everything before it was read.
-    pub fn recv(&self, out: &mut [u8]) -> Result<usize> {
-        let mut n = 0;
-        let mut st = self.st.lock();
+    /// The receiving side's preamble: the state, locked, when data may be
+    /// read; the failure, or EAGAIN while the handshake runs, otherwise.
+    fn rx_state(&self) -> Result<parking_lot::MutexGuard<'_, State>> {
+        let st = self.st.lock();
         match st.phase {
-            Phase::Connected => {}
+            Phase::Connected => Ok(st),
             // Data that raced ahead of record #3 waits for the handshake (Ceph's rule).
             Phase::Connecting | Phase::Handshaking => {
                 if let Some(e) = st.error.clone() {
@@ -647,15 +649,43 @@ impl Conn {
                 }
                 drop(st);
                 self.quiet_while_handshaking();
-                return Err(Error::new(libc::EAGAIN, "the handshake is still in progress: wait for the connection's fd"));
+                Err(Error::new(libc::EAGAIN, "the handshake is still in progress: wait for the connection's fd"))
             }
             // Retired by the stack itself (ibstack_stack_free): say why.
-            Phase::Done if st.error.is_some() => return Err(st.error.clone().expect("checked")),
-            Phase::Closing | Phase::Done => return Err(Error::new(libc::EBADF, "the connection was closed")),
+            Phase::Done if st.error.is_some() => Err(st.error.clone().expect("checked")),
+            Phase::Closing | Phase::Done => Err(Error::new(libc::EBADF, "the connection was closed")),
         }
+    }
+
+    /// The receiving side's ending, after `n` bytes or chunks were taken out:
+    /// `n`, else the failure, else EAGAIN with the eventfd reset.
+    fn rx_result(&self, n: usize, st: parking_lot::MutexGuard<'_, State>) -> Result<usize> {
+        let more = !st.rx.is_empty();
+        let err = st.error.clone();
+        drop(st);
+        if n > 0 {
+            // The eventfd stays readable while data may remain (level
+            // semantics); it is reset only when a read comes back empty.
+            return Ok(n);
+        }
+        if let Some(e) = err {
+            return Err(e);
+        }
+        if !more {
+            // Data that arrived after the look found `signaled` still set and did not write.
+            self.reset_fd(|| !self.st.lock().rx.is_empty());
+        }
+        Err(Error::new(libc::EAGAIN, "no data yet"))
+    }
+
+    /// Copies received bytes out in order; after the peer's close SEND,
+    /// end-of-stream (ECONNRESET) once everything before it was read.
+    pub fn recv(&self, out: &mut [u8]) -> Result<usize> {
+        let mut st = self.rx_state()?;
         if out.is_empty() {
             return Ok(0);
         }
+        let mut n = 0;
         while n < out.len() {
             match st.rx.front() {
                 None => break,
@@ -676,22 +706,81 @@ impl Conn {
                 }
             }
         }
-        let more = !st.rx.is_empty();
-        let err = st.error.clone();
-        drop(st);
-        if n > 0 {
-            // The eventfd stays readable while data may remain (level
-            // semantics); it is reset only when recv comes back empty.
-            return Ok(n);
+        self.rx_result(n, st)
+    }
+
+    /// Zero-copy receive: lends up to `max` received buffers to the host, in
+    /// stream order, each passed to `put(i, chunk)`; a chunk's unread bytes
+    /// are `offset..bound` of its buffer (the first may be partly read by
+    /// `recv`). They stay the host's, and count against the connection's
+    /// receive cap, until `release_chunks` (or `close`) gives them back. The
+    /// end of the stream, errors and the eventfd behave as for `recv`.
+    pub fn recv_chunks(&self, max: usize, mut put: impl FnMut(usize, ChunkRef)) -> Result<usize> {
+        let mut st = self.rx_state()?;
+        let mut n = 0;
+        while n < max {
+            match st.rx.front() {
+                None => break,
+                Some(RxItem::Fin) => {
+                    if n == 0 {
+                        return Err(end_of_stream());
+                    }
+                    break;
+                }
+                Some(&RxItem::Data(ch)) => {
+                    st.rx.pop_front();
+                    self.lent_any.store(true, Relaxed);
+                    ch.lend(self.qp_num());
+                    put(n, ch);
+                    n += 1;
+                }
+            }
         }
-        if let Some(e) = err {
-            return Err(e);
+        if max == 0 {
+            return Ok(0);
         }
-        if !more {
-            // Data that arrived after the look found `signaled` still set and did not write.
-            self.reset_fd(|| !self.st.lock().rx.is_empty());
+        self.rx_result(n, st)
+    }
+
+    /// Gives back chunks `recv_chunks` lent, named by their addresses (C's
+    /// `ibstack_chunk *`, checked against the pool before use), in any
+    /// order. All are checked first: one this connection did not lend, or
+    /// gave back already, is -EINVAL naming it, and then none is given back.
+    /// A chunk named twice in one call is given back once.
+    pub fn release_chunks_by_id<I: Iterator<Item = u64> + Clone>(&self, ids: I) -> Result<()> {
+        let qpn = self.qp_num();
+        let rx = &self.shared.disp.mem().rx;
+        for (i, id) in ids.clone().enumerate() {
+            let ok = rx.from_wr_id(id).is_some_and(|c| c.lent_to() == qpn && c.is_held());
+            if !ok {
+                let given_back = rx.from_wr_id(id).is_some_and(|c| c.lent_to() == 0);
+                return Err(Error::inval(format!(
+                    "chunks[{i}] ({id:#x}) is not a receive buffer this connection (QP {qpn}) lent with \
+                     ibstack_conn_recv_chunks{}",
+                    if given_back { " (given back already?)" } else { "" }
+                )));
+            }
         }
-        Err(Error::new(libc::EAGAIN, "no data yet"))
+        for c in ids.filter_map(|id| rx.from_wr_id(id)) {
+            if c.end_loan(qpn) {
+                self.shared.disp.release_held_rx(&self.qp, c);
+            }
+        }
+        Ok(())
+    }
+
+    /// Gives back every chunk this connection still has lent to the host
+    /// (at close: the host must not touch them afterwards).
+    fn return_lent(&self) {
+        if !self.lent_any.load(Relaxed) {
+            return;
+        }
+        let qpn = self.qp_num();
+        for c in self.shared.disp.mem().rx.in_use_where(|c| c.lent_to() == qpn) {
+            if c.end_loan(qpn) {
+                self.shared.disp.release_held_rx(&self.qp, c);
+            }
+        }
     }
 
     /// The host is done with the connection: unread data is dropped; if it is
@@ -708,6 +797,7 @@ impl Conn {
         st.phase = Phase::Closing;
         st.closing_since = Some(Instant::now());
         drop(st);
+        self.return_lent();
         if graceful {
             // Coalesced bytes were accepted by send: they go before the close SEND.
             if let Err(e) = self.post_corked(&mut s).and_then(|()| self.qp.post_fin()) {
@@ -828,6 +918,7 @@ impl Conn {
             st.phase = Phase::Done;
             st.drop_rx_chunks(&self.shared.disp, &self.qp);
         }
+        self.return_lent();
         self.drop_corked(&mut self.send_lock.lock());
         if let Err(e) = self.shared.disp.to_dead(&self.qp) {
             log::warn!("connection {}: {e}", self.peer);
