@@ -30,6 +30,13 @@
  *   --timeout S      give up when one operation makes no progress for S seconds
  *                    (default 60); also bounds the handshake and accept
  *   --verify         check every received byte (costs CPU; not for timing)
+ *   --zc             bw mode without copies (client's flag, the server follows): the
+ *                    client sends from TX chunks of the stack's pools
+ *                    (ibstack_stack_mem_mgr, ibstack_mem_mgr_get_tx_chunks) with
+ *                    ibstack_conn_send on each chunk's buffer, not writing the payload
+ *                    unless --verify (as perftest); the server borrows the received
+ *                    buffers with ibstack_conn_recv_chunks and gives them back with
+ *                    ibstack_conn_release_chunks
  *   --count N        server: serve N connections one after another, then exit (1)
  * Client only: --mode, --size N[K|M], --iters N, --warmup N (default iters/10,
  * at least 1, at most 1000).
@@ -40,6 +47,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +63,7 @@ enum wait_kind { WAIT_SPIN, WAIT_POLL };
 #define HELLO_MAGIC 0x42534249u /* "IBSB" little-endian */
 #define HELLO_LEN 24
 #define FLAG_VERIFY 1u
+#define FLAG_ZC 2u
 #define READY_BYTE 'R'
 #define ACK_BYTE 'A'
 
@@ -70,6 +79,7 @@ struct options {
     int host_drive;
     double timeout_s;
     int verify;
+    int zc;
     unsigned count;
     int nkv;
     char **kv;
@@ -339,6 +349,87 @@ static ibstack_stack *make_stack(void) {
     return stack;
 }
 
+/* ------------------------------------------------------------------ zero-copy (--zc) */
+
+/* a TX chunk could not be had or sent yet: let the stack make progress */
+static int zc_wait(struct waiter *w) {
+    if (opt.host_drive) {
+        int r = ibstack_stack_poll(g_stack);
+        if (r < 0) {
+            last_error("ibstack_stack_poll", r);
+            return r;
+        }
+    } else {
+        sched_yield();
+    }
+    if (!w->since) w->since = now_s();
+    return now_s() - w->since > opt.timeout_s ? -ETIMEDOUT : 0;
+}
+
+/* message `m` of `len` bytes, one TX chunk after another, each sent from its own buffer */
+static int send_zc(ibstack_conn *c, ibstack_mem_mgr *mm, size_t len, uint64_t m) {
+    size_t off = 0;
+    struct waiter w = {0, 0};
+    while (off < len) {
+        ibstack_chunk *ch = NULL;
+        size_t n = 0;
+        int r = ibstack_mem_mgr_get_tx_chunks(mm, 1, &ch, 1, &n);
+        if (r == -EAGAIN) {
+            if ((r = zc_wait(&w)) == 0) continue;
+        }
+        if (r != 0 || n != 1) {
+            last_error("ibstack_mem_mgr_get_tx_chunks", r ? r : -EIO);
+            return -1;
+        }
+        size_t k = len - off < ibstack_chunk_capacity(ch) ? len - off : ibstack_chunk_capacity(ch);
+        unsigned char *b = ibstack_chunk_buffer(ch);
+        if (opt.verify)
+            for (size_t i = 0; i < k; i++) b[i] = pattern(m, off + i);
+        ssize_t s;
+        while ((s = ibstack_conn_send(c, b, k)) == -EAGAIN && (r = zc_wait(&w)) == 0) {}
+        if (s != (ssize_t)k) {
+            conn_error(c, "ibstack_conn_send (TX chunk)", (long)(s < 0 ? s : r ? r : -EIO));
+            ibstack_mem_mgr_return_tx(mm, &ch, 1);
+            return -1;
+        }
+        w.since = 0;
+        off += k;
+    }
+    return 0;
+}
+
+/* `total` bytes of messages of `size` bytes, borrowed chunk by chunk and given back */
+static int recv_zc(ibstack_conn *c, uint64_t total, uint32_t size, int verify) {
+    ibstack_chunk *lent[64];
+    uint64_t got = 0;
+    struct waiter w = {0, 0};
+    while (got < total) {
+        ssize_t n = ibstack_conn_recv_chunks(c, lent, 64);
+        if (n == 0 || n == -EAGAIN) {
+            int r = wait_conn(&w);
+            if (r == 0) continue;
+            n = r;
+        }
+        if (n < 0) {
+            conn_error(c, "ibstack_conn_recv_chunks", (long)n);
+            return -1;
+        }
+        w.since = 0;
+        for (ssize_t i = 0; i < n; i++) {
+            uint32_t k = ibstack_chunk_size(lent[i]);
+            const unsigned char *b = (const unsigned char *)ibstack_chunk_buffer(lent[i]) + ibstack_chunk_offset(lent[i]);
+            if (verify && check(b, k, got, size) < 0) return -1;
+            got += k;
+        }
+        int r = ibstack_conn_release_chunks(c, lent, (size_t)n);
+        if (r != 0) {
+            last_error("ibstack_conn_release_chunks", r);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------------------ server */
 
 static int serve_one(ibstack_conn *c) {
@@ -364,7 +455,15 @@ static int serve_one(ibstack_conn *c) {
     if (send_all(c, &ready, 1) < 0) goto out;
 
     double t0 = now_s();
-    if (mode == MODE_BW) {
+    if (mode == MODE_BW && (flags & FLAG_ZC)) {
+        uint64_t total = (uint64_t)size * iters, got = 0;
+        if (recv_zc(c, total, size, verify) < 0) goto out;
+        got = total;
+        if (send_all(c, &ack, 1) < 0) goto out;
+        double secs = now_s() - t0;
+        printf("SERVER mode=bw zc=1 size=%u iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f stalls=%lu\n", size,
+               iters, got, secs, (double)got / secs / 1048576.0, stalls);
+    } else if (mode == MODE_BW) {
         uint64_t total = (uint64_t)size * iters, got = 0;
         while (got < total) {
             uint64_t want = total - got;
@@ -462,10 +561,15 @@ static int run_client(ibstack_stack *stack) {
     int ret = -1;
     unsigned char *buf = NULL, *echo = NULL;
     double *rtt = NULL;
+    ibstack_mem_mgr *mm = NULL;
     uint32_t warmup = (uint32_t)(opt.warmup >= 0 ? opt.warmup
                                                  : (opt.iters / 10 < 1 ? 1 : opt.iters / 10 > 1000 ? 1000 : opt.iters / 10));
     if (opt.mode == MODE_BW) warmup = 0;
     if (watch_conn(c) < 0 || wait_connected(c, "ibstack_connect handshake") < 0) goto out;
+    if (opt.zc && (rc = ibstack_stack_mem_mgr(stack, &mm)) != 0) {
+        last_error("ibstack_stack_mem_mgr", rc);
+        goto out;
+    }
 
     buf = alloc_buf(opt.size);
     echo = alloc_buf(opt.size);
@@ -475,7 +579,7 @@ static int run_client(ibstack_stack *stack) {
     unsigned char hello[HELLO_LEN];
     put32(hello, HELLO_MAGIC);
     put32(hello + 4, (uint32_t)opt.mode);
-    put32(hello + 8, opt.verify ? FLAG_VERIFY : 0);
+    put32(hello + 8, (opt.verify ? FLAG_VERIFY : 0) | (opt.zc ? FLAG_ZC : 0));
     put32(hello + 12, (uint32_t)opt.size);
     put32(hello + 16, opt.iters);
     put32(hello + 20, warmup);
@@ -489,6 +593,10 @@ static int run_client(ibstack_stack *stack) {
     if (opt.mode == MODE_BW) {
         double t0 = now_s();
         for (uint32_t m = 0; m < opt.iters; m++) {
+            if (opt.zc) {
+                if (send_zc(c, mm, opt.size, m) < 0) goto out;
+                continue;
+            }
             if (opt.verify) fill(buf, opt.size, m);
             if (send_all(c, buf, opt.size) < 0) goto out;
         }
@@ -499,8 +607,8 @@ static int run_client(ibstack_stack *stack) {
             goto out;
         }
         uint64_t total = (uint64_t)opt.size * opt.iters;
-        printf("RESULT mode=bw size=%zu iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f stalls=%lu\n", opt.size,
-               opt.iters, total, secs, (double)total / secs / 1048576.0, stalls);
+        printf("RESULT mode=bw%s size=%zu iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f stalls=%lu\n",
+               opt.zc ? " zc=1" : "", opt.size, opt.iters, total, secs, (double)total / secs / 1048576.0, stalls);
     } else {
         rtt = malloc(sizeof *rtt * opt.iters);
         if (!rtt) {
@@ -535,6 +643,7 @@ static int run_client(ibstack_stack *stack) {
     fflush(stdout);
     ret = 0;
 out:
+    if (mm) ibstack_mem_mgr_free(mm);
     free(rtt);
     free(buf);
     free(echo);
@@ -549,7 +658,7 @@ static void usage(void) {
             "usage: ibstack_bench server <ip> <port> [-o key=value]... [--wait spin|poll] [--drive thread|host] [--timeout S]\n"
             "                     [--verify] [--count N]\n"
             "       ibstack_bench client <ip> <port> --mode bw|lat --size N[K|M] --iters N [--warmup N]\n"
-            "                     [-o key=value]... [--wait spin|poll] [--timeout S] [--verify]\n");
+            "                     [-o key=value]... [--wait spin|poll] [--timeout S] [--verify] [--zc]\n");
     exit(2);
 }
 
@@ -581,6 +690,10 @@ int main(int argc, char **argv) {
     for (int i = 4; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--zc")) {
+            opt.zc = 1;
+            continue;
+        }
         if (!strcmp(a, "--verify")) {
             opt.verify = 1;
             continue;
