@@ -3,10 +3,11 @@
 # against real Ceph 16.2.15 daemons, inside the Soft-RoCE VM (booted by scripts/ceph-vm transparent).
 # Uses scripts/ceph-guest.sh for the clusters.
 #   transparent-guest.sh test PRELOAD_SO    the suite: "ok - ..." / "not ok - ..." and "N passed, N failed"
-#   transparent-guest.sh bench PRELOAD_SO [ROUNDS]
+#   transparent-guest.sh bench PRELOAD_SO [ROUNDS [perf]]
 #                                           rados bench write + seq figures: preloaded async+posix and
 #                                           Ceph's own async+rdma, in this one boot, ROUNDS (default 2)
-#                                           interleaved rounds (no checks)
+#                                           interleaved rounds (no checks); with perf, a
+#                                           system-wide profile of each seq run
 set -u
 mode=$1 P=$2
 G=$(dirname "$0")/ceph-guest.sh
@@ -57,19 +58,36 @@ if [ "$mode" = bench ]; then
     [ "$(hostname)" != "(none)" ] || hostname ceph-vm
     dd if=/dev/urandom of=/tmp/obj.in bs=1M count=8 2>/dev/null
     # rounds interleave the two (third argument, default 2): the VM's speed drifts within a boot
-    rounds=${3:-2}
+    rounds=${3:-2} prof=${4:-}
     for how in $(for r in $(seq "$rounds"); do echo rdma posix; done); do
         if [ $how = rdma ]; then as async+rdma ""; else as async+posix "$P"; fi
         sh "$G" init b$how 3310 >/dev/null && sh "$G" mon b$how >/dev/null && sh "$G" osd b$how 0 >/dev/null \
             || { echo "# $how: cluster did not start"; sh "$G" logs b$how 20; continue; }
         sh "$G" rados b$how -p p --create put warm /tmp/obj.in >/dev/null 2>&1
         sh "$G" rados b$how -p p bench 10 write --no-cleanup > /tmp/bw.out 2>&1
-        sh "$G" rados b$how -p p bench 10 seq > /tmp/bs.out 2>&1
+        if [ "$prof" = perf ]; then
+            # the whole VM, 6 s in the middle of the seq run
+            sh "$G" rados b$how -p p bench 10 seq > /tmp/bs.out 2>&1 &
+            bp=$!
+            sleep 2
+            perf record -q -a -e cpu-clock -F 2000 -o "/tmp/seq.$how.perf" -- sleep 6 > /dev/null 2>&1
+            wait $bp
+        else
+            sh "$G" rados b$how -p p bench 10 seq > /tmp/bs.out 2>&1
+        fi
         w=$(awk -F: '/^Bandwidth \(MB\/sec\)/ {gsub(/ /, "", $2); print $2}' /tmp/bw.out)
         s=$(awk -F: '/^Bandwidth \(MB\/sec\)/ {gsub(/ /, "", $2); print $2}' /tmp/bs.out)
         wl=$(awk -F: '/^Average Latency/ {gsub(/ /, "", $2); print $2}' /tmp/bw.out)
         label=$([ $how = rdma ] && echo "Ceph's own async+rdma" || echo "async+posix preloaded (ibstack)")
         echo "# bench: $label: write ${w:-?} MiB/s (average latency ${wl:-?} s), seq ${s:-?} MiB/s"
+        if [ "$prof" = perf ]; then
+            echo "# profile of seq, $label: samples by thread name"
+            perf report -q -i "/tmp/seq.$how.perf" --stdio --no-children --sort comm 2>/dev/null | grep -v '^#' \
+                | grep -v '^$' | head -14 | sed 's/^/#   /'
+            echo "# profile of seq, $label: top symbols"
+            perf report -q -i "/tmp/seq.$how.perf" --stdio --no-children --sort comm,dso,sym 2>/dev/null | grep -v '^#' \
+                | grep -v '^$' | head -40 | sed 's/^/#   /'
+        fi
         sh "$G" stop b$how
     done
     exit 0
