@@ -11,6 +11,7 @@
  *     write, none longer than a buffer; off: exactly one SEND per write;
  *   - a write made with nothing in flight reaches the peer by itself (nobody polls the
  *     stack meanwhile): coalescing never holds back the only write of a ping-pong;
+ *   - ibstack_conn_sendv packs its buffers into full SENDs (64 x 1000 B: 4 SENDs);
  *   - small writes followed at once by the end (close with the polling thread, shutdown
  *     then close when host-driven) all precede the close SEND, and nothing follows it;
  *   - the stack's tx_chunks counter equals the SENDs the peer received, and every TX
@@ -215,6 +216,34 @@ static void run(int hd, int on) {
     CHECK(rc == 0 && k.bytes == off && k.sends == sends0 + sends + 1, "a write with nothing in flight is one SEND at once (%.0f us, without polling the stack)",
           (now_s() - t1) * 1e6);
     SERVICE_UNTIL(tx_in_flight(s) == 0, 10);
+
+    /* vectored: 64 buffers of 1000 B in one ibstack_conn_sendv with nothing in flight are packed
+     * into full SENDs (4 of 16384 B), never a SEND per buffer; bad vectors are refused */
+    SERVICE_UNTIL(tx_in_flight(s) == 0, 10);
+    {
+        struct iovec iv[64];
+        for (int i = 0; i < 64; i++) {
+            iv[i].iov_base = (void *)pat_at(1, off + (uint64_t)i * 1000);
+            iv[i].iov_len = 1000;
+        }
+        uint64_t s0 = k.sends, b0 = k.bytes, m0 = k.max_len;
+        k.max_len = 0;
+        ptrdiff_t w = ibstack_conn_sendv(c, iv, 64);
+        CHECK(w == 64000, "ibstack_conn_sendv of 64 x 1000 B takes them all (%td)", w);
+        if (w == 64000) {
+            csum_add(&sent, pat_at(1, off), 64000);
+            off += 64000;
+        }
+        SERVICE_UNTIL(k.bytes >= off && tx_in_flight(s) == 0, 10);
+        CHECK(k.bytes - b0 == 64000 && k.sends - s0 == 4 && k.max_len == BUFSZ,
+              "they arrive packed into full SENDs: %llu SENDs for %llu B, longest %llu B", (unsigned long long)(k.sends - s0),
+              (unsigned long long)(k.bytes - b0), (unsigned long long)k.max_len);
+        if (m0 > k.max_len) k.max_len = m0;
+        struct iovec bad[2] = {{.iov_base = NULL, .iov_len = 5}, {.iov_base = (void *)"x", .iov_len = 1}};
+        CHECK_RC(ibstack_conn_sendv(c, bad, 2), -EINVAL, "a NULL base with a length: -EINVAL (%s)", h_last_error());
+        CHECK_RC(ibstack_conn_sendv(c, iv, 1025), -EINVAL, "more than 1024 buffers: -EINVAL");
+        CHECK_RC(ibstack_conn_sendv(c, NULL, 0), 0, "no buffer: 0 bytes");
+    }
 
     /* a burst of small writes, then the end right away: all of it precedes the close SEND */
     for (unsigned i = 0; i < TAIL_WRITES && !rc; i++) rc = write_one(s, hd, c, &k, &off, 1 + crng() % MAX_WRITE, &sent);

@@ -193,6 +193,8 @@ static void conn_family(void *p, const char *what) {
     BAD0(ibstack_conn_error_message(p, buf, sizeof buf), "ibstack_conn_error_message", what);
     BAD(ibstack_conn_send(p, "x", 1), "ibstack_conn_send", what);
     BAD(ibstack_conn_recv(p, buf, 1), "ibstack_conn_recv", what);
+    struct iovec iv = {.iov_base = buf, .iov_len = 1};
+    BAD(ibstack_conn_sendv(p, &iv, 1), "ibstack_conn_sendv", what);
     BAD(ibstack_conn_fd(p), "ibstack_conn_fd", what);
     struct sockaddr_storage ss;
     BAD(ibstack_conn_peer_addr(p, &ss), "ibstack_conn_peer_addr", what);

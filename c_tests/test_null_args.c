@@ -79,6 +79,8 @@ int main(void) {
     CHECK_RC(ibstack_conn_shutdown(NULL), -EINVAL, "conn_shutdown(NULL)");
     ibstack_chunk *lent[1];
     CHECK_RC(ibstack_conn_recv_chunks(NULL, lent, 1), -EINVAL, "conn_recv_chunks(NULL)");
+    struct iovec iv = {.iov_base = (void *)"x", .iov_len = 1};
+    CHECK_RC(ibstack_conn_sendv(NULL, &iv, 1), -EINVAL, "conn_sendv(NULL)");
     CHECK_RC(ibstack_conn_release_chunks(NULL, lent, 0), -EINVAL, "conn_release_chunks(NULL)");
     CHECK_RC(ibstack_stack_mem_mgr(NULL, &(ibstack_mem_mgr *){NULL}), -EINVAL, "stack_mem_mgr(NULL)");
     CHECK_RC(ibstack_stack_counters(NULL, &(ibstack_counters){0}), -EINVAL, "stack_counters(NULL)");

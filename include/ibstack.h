@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <sys/types.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #define IBSTACK_VERSION_MAJOR 0
 #define IBSTACK_VERSION_MINOR 1
@@ -987,6 +988,15 @@ size_t ibstack_conn_error_message(const struct ibstack_conn *conn, char *buf, si
 // reads at most min(`len`, 64 × ms_async_rdma_buffer_size) bytes of `buf`,
 // never more than `len`; `len` above PTRDIFF_MAX is -EINVAL.
 ptrdiff_t ibstack_conn_send(struct ibstack_conn *conn, const void *buf, size_t len);
+
+// Sends the `iovcnt` buffers of `iov` as one stream, as writev(2): their
+// bytes are packed into full SENDs of ms_async_rdma_buffer_size (not one
+// SEND per buffer), as Ceph packs a bufferlist. Returns the bytes accepted
+// (a prefix of the buffers' concatenation), -EAGAIN and the errors as
+// ibstack_conn_send. `iovcnt` negative or above 1024 (IOV_MAX), NULL `iov`
+// with `iovcnt` > 0, a NULL base with a non-zero length, or a total above
+// PTRDIFF_MAX is -EINVAL.
+ptrdiff_t ibstack_conn_sendv(struct ibstack_conn *conn, const struct iovec *iov, int iovcnt);
 
 // Copies up to `len` received bytes out, in order. Returns the count,
 // -EAGAIN when nothing is there yet (wait for ibstack_conn_fd), -ECONNRESET

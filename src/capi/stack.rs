@@ -2,6 +2,7 @@
 //! connections (RDMAStack, RDMAServerSocketImpl, RDMAConnectedSocketImpl).
 
 use crate::capi::config::ibstack_config;
+use crate::error::Error;
 use crate::capi::mem::{ibstack_chunk, ibstack_mem_mgr, mem_mgr_handle};
 use crate::counters::CountersSnapshot;
 use crate::qp::Role;
@@ -380,6 +381,54 @@ pub unsafe extern "C" fn ibstack_conn_send(conn: *mut ibstack_conn, buf: *const 
         // SAFETY: buf is NULL or holds len bytes (header contract).
         let data = unsafe { handle::bytes_arg(buf.cast(), len, "buf") }?;
         Ok(c.send(data)? as isize)
+    })
+}
+
+/// Sends the `iovcnt` buffers of `iov` as one stream, as writev(2): their
+/// bytes are packed into full SENDs of ms_async_rdma_buffer_size (not one
+/// SEND per buffer), as Ceph packs a bufferlist. Returns the bytes accepted
+/// (a prefix of the buffers' concatenation), -EAGAIN and the errors as
+/// ibstack_conn_send. `iovcnt` negative or above 1024 (IOV_MAX), NULL `iov`
+/// with `iovcnt` > 0, a NULL base with a non-zero length, or a total above
+/// PTRDIFF_MAX is -EINVAL.
+#[no_mangle]
+pub unsafe extern "C" fn ibstack_conn_sendv(conn: *mut ibstack_conn, iov: *const libc::iovec, iovcnt: c_int) -> isize {
+    ffi_boundary!({
+        let c = conn_ref(conn)?;
+        if !(0..=1024).contains(&iovcnt) {
+            return Err(Error::inval(format!("iovcnt is {iovcnt}: 0 to 1024 (IOV_MAX) buffers")));
+        }
+        if iovcnt > 0 && iov.is_null() {
+            return Err(Error::inval(format!("iov is NULL but iovcnt is {iovcnt}")));
+        }
+        let v: &[libc::iovec] = if iovcnt == 0 {
+            &[]
+        } else {
+            // SAFETY: iov holds iovcnt entries (header contract).
+            unsafe { std::slice::from_raw_parts(iov, iovcnt as usize) }
+        };
+        let mut total = 0usize;
+        for (i, e) in v.iter().enumerate() {
+            if e.iov_base.is_null() && e.iov_len > 0 {
+                return Err(Error::inval(format!("iov[{i}].iov_base is NULL but its length is {}", e.iov_len)));
+            }
+            total = total.checked_add(e.iov_len).filter(|&t| t <= isize::MAX as usize).ok_or_else(|| {
+                Error::inval(format!("the buffers add up to more than PTRDIFF_MAX bytes (at iov[{i}])"))
+            })?;
+        }
+        let bufs: std::borrow::Cow<'_, [std::io::IoSlice<'_>]> = if v.iter().all(|e| !e.iov_base.is_null()) {
+            // SAFETY: IoSlice is guaranteed to be ABI-compatible with iovec on
+            // Unix; every base is non-NULL and valid for its length (header contract).
+            std::borrow::Cow::Borrowed(unsafe { std::slice::from_raw_parts(iov.cast::<std::io::IoSlice<'_>>(), v.len()) })
+        } else {
+            // NULL bases (of length 0) cannot be slices: leave them out.
+            v.iter()
+                .filter(|e| !e.iov_base.is_null())
+                // SAFETY: non-NULL and valid for its length (header contract).
+                .map(|e| std::io::IoSlice::new(unsafe { std::slice::from_raw_parts(e.iov_base as *const u8, e.iov_len) }))
+                .collect()
+        };
+        Ok(c.send_vectored(&bufs)? as isize)
     })
 }
 

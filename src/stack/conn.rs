@@ -15,6 +15,7 @@ use crate::qp::QueuePair;
 use crate::verbs::Wc;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering::*};
 use std::sync::{Arc, Weak};
@@ -494,27 +495,49 @@ impl Conn {
     /// Copies as much of `data` as TX chunks allow into SENDs; returns the
     /// bytes accepted or EAGAIN (the fd fires when chunks come back).
     pub fn send(&self, data: &[u8]) -> Result<usize> {
+        self.send_vectored(&[IoSlice::new(data)])
+    }
+
+    /// As [`send`](Self::send) for several buffers taken as one stream
+    /// (writev, sendmsg): their bytes are packed into full SENDs, as Ceph
+    /// packs a bufferlist, never one SEND per buffer.
+    pub fn send_vectored(&self, bufs: &[IoSlice<'_>]) -> Result<usize> {
         // Checked under the lock `close` takes first: nothing is accepted after the close SEND.
         let mut s = self.send_lock.lock();
         self.sendable()?;
-        if data.is_empty() {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if total == 0 {
             return Ok(0);
         }
         let tx = &self.shared.disp.mem().tx;
         let c = &self.shared.disp.env().counters;
         // Zero-copy: the caller filled a whole TX chunk it owns.
-        if let Some(ch) = tx.chunk_by_buffer(data.as_ptr()) {
-            if ch.buffer() as *const u8 == data.as_ptr() && data.len() <= ch.capacity() as usize && ch.is_held() {
-                self.post_corked(&mut s)?;
-                ch.set_offset(data.len() as u32);
-                self.qp.post_chunks(std::iter::once(ch)).map_err(|pe| pe.err)?;
-                return Ok(data.len());
+        if let [data] = bufs {
+            if let Some(ch) = tx.chunk_by_buffer(data.as_ptr()) {
+                if ch.buffer() as *const u8 == data.as_ptr() && data.len() <= ch.capacity() as usize && ch.is_held() {
+                    self.post_corked(&mut s)?;
+                    ch.set_offset(data.len() as u32);
+                    self.qp.post_chunks(std::iter::once(ch)).map_err(|pe| pe.err)?;
+                    return Ok(data.len());
+                }
             }
         }
         let bs = tx.buffer_size();
-        if self.shared.coalesce && data.len() < bs && (s.corked.is_some() || self.qp.tx_outstanding() > 0) {
-            if let Some(n) = self.cork(&mut s, data)? {
-                return Ok(n);
+        if self.shared.coalesce && total < bs && (s.corked.is_some() || self.qp.tx_outstanding() > 0) {
+            let mut taken = 0;
+            for b in bufs.iter().filter(|b| !b.is_empty()) {
+                match self.cork(&mut s, b)? {
+                    Some(n) => {
+                        taken += n;
+                        if n < b.len() {
+                            break;
+                        }
+                    }
+                    None => break,
+                }
+            }
+            if taken > 0 {
+                return Ok(taken);
             }
         }
         // Bytes coalesced earlier go first.
@@ -527,8 +550,8 @@ impl Conn {
                 return Err(Error::new(libc::EAGAIN, "this connection has its maximum of TX chunks in flight"));
             }
         }
-        let want = data.len().div_ceil(bs).min(budget).min(MAX_CHUNKS_PER_SEND);
-        let bytes = (want * bs).min(data.len());
+        let want = total.div_ceil(bs).min(budget).min(MAX_CHUNKS_PER_SEND);
+        let bytes = (want * bs).min(total);
         let chunks = &mut s.chunks;
         chunks.clear();
         if tx.get_each(bytes, want, |_, ch| chunks.push(ch)).is_err() {
@@ -538,13 +561,27 @@ impl Conn {
                 return Err(Error::new(libc::EAGAIN, "no free TX chunk: wait for the connection's fd"));
             }
         }
+        // Fill each chunk before the next; only the last can be partly filled
+        // (never empty: that would be a close SEND).
+        let mut src = bufs.iter().map(|b| &b[..]).filter(|b| !b.is_empty());
+        let mut cur: &[u8] = &[];
         let mut off = 0;
-        for ch in chunks.iter() {
+        'fill: for ch in chunks.iter() {
             ch.reset_write();
-            // SAFETY: we own the chunk until it is posted.
-            off += unsafe { ch.write(&data[off..]) };
+            while !ch.full() {
+                if cur.is_empty() {
+                    match src.next() {
+                        Some(b) => cur = b,
+                        None => break 'fill,
+                    }
+                }
+                // SAFETY: we own the chunk until it is posted.
+                let n = unsafe { ch.write(cur) };
+                cur = &cur[n..];
+                off += n;
+            }
         }
-        if off < data.len() {
+        if off < total {
             c.tx_parital_mem.fetch_add(1, Relaxed);
         }
         if let Err(pe) = self.qp.post_chunks(chunks.iter().copied()) {

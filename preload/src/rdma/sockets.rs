@@ -24,6 +24,7 @@ use super::table::{self, Entry, Kind};
 use crate::real::{real, Real};
 use ibstack::qp::Role;
 use ibstack::stack::conn::{is_end_of_stream, Conn};
+use std::borrow::Cow;
 use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::os::raw::{c_int, c_void};
@@ -408,22 +409,11 @@ fn conn_write(fd: c_int, e: &Entry, bufs: &[IoSlice<'_>], raw: &dyn Fn() -> isiz
             wait_readable(fd);
             continue;
         }
-        let mut done = 0usize;
-        let mut last_err = 0;
-        for b in bufs {
-            match conn.send(b) {
-                Ok(n) => {
-                    done += n;
-                    if n < b.len() {
-                        break;
-                    }
-                }
-                Err(err) => {
-                    last_err = err.errno;
-                    break;
-                }
-            }
-        }
+        // One call for all the buffers: packed into full SENDs, as Ceph's own RDMA packs a bufferlist.
+        let (done, last_err) = match conn.send_vectored(bufs) {
+            Ok(n) => (n, 0),
+            Err(err) => (0, err.errno),
+        };
         if done > 0 || total == 0 {
             return done as isize;
         }
@@ -460,19 +450,30 @@ unsafe fn output<'a>(buf: *mut c_void, n: usize) -> &'a mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, n) }
 }
 
+/// The caller's iovecs as `IoSlice`s, borrowed as they are when every base
+/// is non-NULL (`IoSlice` is ABI-compatible with `iovec` on Unix: no
+/// allocation per call), else copied without the NULL ones.
+///
 /// # Safety
 /// `iov` valid for `n` entries, each valid for its length.
-unsafe fn slices<'a>(iov: *const libc::iovec, n: c_int) -> Vec<IoSlice<'a>> {
+unsafe fn slices<'a>(iov: *const libc::iovec, n: c_int) -> Cow<'a, [IoSlice<'a>]> {
     if iov.is_null() || n <= 0 {
-        return Vec::new();
+        return Cow::Borrowed(&[]);
     }
     // SAFETY: per the caller.
     let v = unsafe { std::slice::from_raw_parts(iov, n as usize) };
-    v.iter()
-        .filter(|i| !i.iov_base.is_null() && i.iov_len > 0)
-        // SAFETY: per the caller.
-        .map(|i| IoSlice::new(unsafe { std::slice::from_raw_parts(i.iov_base as *const u8, i.iov_len) }))
-        .collect()
+    if v.iter().all(|i| !i.iov_base.is_null()) {
+        // SAFETY: IoSlice is guaranteed to be ABI-compatible with iovec on
+        // Unix; every base is non-NULL and valid for its length (caller).
+        return Cow::Borrowed(unsafe { std::slice::from_raw_parts(iov.cast::<IoSlice<'a>>(), n as usize) });
+    }
+    Cow::Owned(
+        v.iter()
+            .filter(|i| !i.iov_base.is_null() && i.iov_len > 0)
+            // SAFETY: per the caller.
+            .map(|i| IoSlice::new(unsafe { std::slice::from_raw_parts(i.iov_base as *const u8, i.iov_len) }))
+            .collect(),
+    )
 }
 
 // ------------------------------------------------------------------ the interposed functions
