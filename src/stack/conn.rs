@@ -715,6 +715,30 @@ impl Conn {
         Err(Error::new(libc::EAGAIN, "no data yet"))
     }
 
+    /// The receive queue in stream order, for `recv` and `recv_chunks`:
+    /// `take(chunk)` uses the front chunk and says whether it leaves the
+    /// queue (read to its end, or lent) and whether to go on. Stops at the
+    /// peer's close SEND: the end of the stream when nothing came before it.
+    fn walk_rx(st: &mut State, mut take: impl FnMut(ChunkRef) -> (bool, bool)) -> Result<()> {
+        let mut first = true;
+        loop {
+            match st.rx.front() {
+                None => return Ok(()),
+                Some(RxItem::Fin) => return if first { Err(end_of_stream()) } else { Ok(()) },
+                Some(&RxItem::Data(ch)) => {
+                    first = false;
+                    let (off_queue, go_on) = take(ch);
+                    if off_queue {
+                        st.rx.pop_front();
+                    }
+                    if !go_on {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+    }
+
     /// Copies received bytes out in order; after the peer's close SEND,
     /// end-of-stream (ECONNRESET) once everything before it was read.
     pub fn recv(&self, out: &mut [u8]) -> Result<usize> {
@@ -723,26 +747,16 @@ impl Conn {
             return Ok(0);
         }
         let mut n = 0;
-        while n < out.len() {
-            match st.rx.front() {
-                None => break,
-                Some(RxItem::Fin) => {
-                    if n == 0 {
-                        return Err(end_of_stream());
-                    }
-                    break;
-                }
-                Some(&RxItem::Data(ch)) => {
-                    // SAFETY: the chunk was delivered to this connection and is owned by it.
-                    n += unsafe { ch.read(&mut out[n..]) };
-                    if ch.size() == 0 {
-                        st.rx.pop_front();
-                        // Read to the end: back to the pool (lock-free, no allocation).
-                        self.shared.disp.release_held_rx(&self.qp, ch);
-                    }
-                }
+        Self::walk_rx(&mut st, |ch| {
+            // SAFETY: the chunk was delivered to this connection and is owned by it.
+            n += unsafe { ch.read(&mut out[n..]) };
+            let whole = ch.size() == 0;
+            if whole {
+                // Read to the end: back to the pool (lock-free, no allocation).
+                self.shared.disp.release_held_rx(&self.qp, ch);
             }
-        }
+            (whole, n < out.len())
+        })?;
         self.rx_result(n, st)
     }
 
@@ -754,28 +768,17 @@ impl Conn {
     /// end of the stream, errors and the eventfd behave as for `recv`.
     pub fn recv_chunks(&self, max: usize, mut put: impl FnMut(usize, ChunkRef)) -> Result<usize> {
         let mut st = self.rx_state()?;
-        let mut n = 0;
-        while n < max {
-            match st.rx.front() {
-                None => break,
-                Some(RxItem::Fin) => {
-                    if n == 0 {
-                        return Err(end_of_stream());
-                    }
-                    break;
-                }
-                Some(&RxItem::Data(ch)) => {
-                    st.rx.pop_front();
-                    self.lent_any.store(true, Relaxed);
-                    ch.lend(self.qp_num());
-                    put(n, ch);
-                    n += 1;
-                }
-            }
-        }
         if max == 0 {
             return Ok(0);
         }
+        let mut n = 0;
+        Self::walk_rx(&mut st, |ch| {
+            self.lent_any.store(true, Relaxed);
+            ch.lend(self.qp_num());
+            put(n, ch);
+            n += 1;
+            (true, n < max)
+        })?;
         self.rx_result(n, st)
     }
 
