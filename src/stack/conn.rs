@@ -540,15 +540,24 @@ impl Conn {
                 return Ok(taken);
             }
         }
-        // Bytes coalesced earlier go first.
-        self.post_corked(&mut s)?;
+        // Bytes coalesced earlier go first, as one more SEND within the
+        // budget (posted regardless, a writer alternating small and large
+        // writes would take the whole pool past a stalled peer).
         let mut budget = self.budget();
         if budget == 0 {
             self.park();
             budget = self.budget();
+        }
+        if budget > 0 && s.corked.is_some() {
+            self.post_corked(&mut s)?;
+            budget = self.budget();
             if budget == 0 {
-                return Err(Error::new(libc::EAGAIN, "this connection has its maximum of TX chunks in flight"));
+                self.park();
+                budget = self.budget();
             }
+        }
+        if budget == 0 {
+            return Err(Error::new(libc::EAGAIN, "this connection has its maximum of TX chunks in flight"));
         }
         let want = total.div_ceil(bs).min(budget).min(MAX_CHUNKS_PER_SEND);
         let bytes = (want * bs).min(total);
