@@ -114,7 +114,7 @@ elif [ "$mode" = vm ]; then
     run "test_faults_rxe blackhole nosrq host (so)" "$build/test_faults_rxe.so" blackhole nosrq host
     # hostile peers and careless callers
     for q in srq nosrq; do
-        for m in inject rawpeer chunks sizes stackfree asyncev logcb pollpanic fork rxcap; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
+        for m in inject rawpeer chunks dispfree sizes stackfree asyncev logcb pollpanic fork rxcap; do run "test_hostile_rxe $m $q (so)" "$build/test_hostile_rxe.so" $m $q; done
     done
     # write coalescing seen from a raw-verbs peer (every SEND counted; ~3 s each)
     for d in thread host; do

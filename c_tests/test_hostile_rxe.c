@@ -9,6 +9,9 @@
  *   chunks srq|nosrq   chunk ownership at the C API: the same TX chunk twice in
  *                      one post, re-posting or returning a chunk in flight,
  *                      releasing an RX chunk that is posted: -EINVAL naming it
+ *   dispfree srq|nosrq  a dispatcher freed before its memory manager gives the
+ *                      buffers posted to its receive queues back, and leaves an
+ *                      RX chunk the host holds (QP field 0xFFFFFFFF) alone
  *   sizes srq|nosrq    implausible counts and lengths: -EINVAL, nothing posted
  *   stackfree srq|nosrq  ibstack_stack_free with a live connection and a
  *                      listener: the connection faults and wakes, the
@@ -321,6 +324,31 @@ static void chunks(int srq) {
     CHECK(stats(&r).rx_in_use == base && stats(&r).tx_in_use == 0, "pools back to their baseline");
     close(fc);
     close(fa);
+    rig_close(&r);
+}
+
+/* ------------------------------------------------------------------ dispatcher freed before its pools */
+
+/* a dispatcher freed while the host keeps its memory manager: the buffers still posted to
+ * its receive queues go back to the pool, and an RX chunk the host holds stays the host's
+ * even when the host wrote 0xFFFFFFFF (the SRQ's owner mark) into its QP field. Before,
+ * the SRQ's posted buffers stayed "posted" forever and the host's chunk was taken back. */
+static void dispfree(int srq) {
+    rig r;
+    CHECK_RC(rig_open(&r, srq, NULL), 0, "device, pools and dispatcher (%s)", srq ? "SRQ" : "per-QP RQ");
+    uint64_t posted = stats(&r).rx_in_use;
+    CHECK(!srq || posted > 0, "buffers posted to the SRQ: %llu (none without one)", (unsigned long long)posted);
+    ibstack_chunk *mine = NULL;
+    CHECK_RC(ibstack_mem_mgr_get_rx_chunk(r.mm, &mine), 0, "the host takes an RX chunk");
+    CHECK_RC(ibstack_chunk_set_qp(mine, 0xFFFFFFFFu), 0, "and writes 0xFFFFFFFF into its QP field");
+    ibstack_dispatcher_free(r.d);
+    r.d = NULL;
+    uint64_t left = 0;
+    for (double end = now_s() + 5; (left = stats(&r).rx_in_use) != 1 && now_s() < end;) usleep(10000);
+    CHECK(left == 1, "after ibstack_dispatcher_free only the host's chunk is in use (rx_in_use %llu, %llu posted before)",
+          (unsigned long long)left, (unsigned long long)posted);
+    CHECK_RC(ibstack_mem_mgr_release_rx_chunk(r.mm, mine), 0, "the host's chunk was still the host's: released once");
+    CHECK(stats(&r).rx_in_use == 0, "the pool is empty of users");
     rig_close(&r);
 }
 
@@ -861,6 +889,7 @@ int main(int argc, char **argv) {
     if (!strcmp(argv[1], "inject")) inject(srq);
     else if (!strcmp(argv[1], "rawpeer")) rawpeer(srq);
     else if (!strcmp(argv[1], "chunks")) chunks(srq);
+    else if (!strcmp(argv[1], "dispfree")) dispfree(srq);
     else if (!strcmp(argv[1], "sizes")) sizes(srq);
     else if (!strcmp(argv[1], "stackfree")) stackfree(srq);
     else if (!strcmp(argv[1], "asyncev")) asyncev(srq);

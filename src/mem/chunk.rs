@@ -195,6 +195,10 @@ impl Chunk {
     pub(crate) fn is_held(&self) -> bool {
         self.state.load(Relaxed) == HELD
     }
+    /// On a receive queue (the SRQ or a QP's RQ) until its completion is polled.
+    pub(crate) fn is_posted(&self) -> bool {
+        self.state.load(Relaxed) == POSTED
+    }
     /// `from` → `to` if the chunk is in `from`; else the state it is in.
     pub(crate) fn transition(&self, from: u8, to: u8) -> std::result::Result<(), u8> {
         self.state.compare_exchange(from, to, AcqRel, Acquire).map(|_| ())

@@ -30,10 +30,12 @@ pub struct Env {
 impl Drop for Env {
     fn drop(&mut self) {
         // No QP is left (each holds this Env): the buffers still posted to
-        // the SRQ go back to the pool before the SRQ is destroyed.
+        // the SRQ go back to the pool before the SRQ is destroyed. Only the
+        // posted ones: a chunk someone holds keeps its owner even when its
+        // QP field reads SRQ_OWNER (ibstack_chunk_set_qp lets a host write it).
         if self.srq.is_some() {
-            for c in self.mem.rx.in_use_where(|c| c.qp() == SRQ_OWNER) {
-                if let Err(e) = self.mem.rx.release(c) {
+            for c in self.mem.rx.in_use_where(|c| c.qp() == SRQ_OWNER && c.is_posted()) {
+                if let Err(e) = self.mem.rx.reclaim(c) {
                     log::error!("returning an SRQ buffer at teardown: {e}");
                 }
             }
