@@ -627,9 +627,7 @@ impl Conn {
                 let Some(ch) = self.shared.disp.mem().tx.get_one() else { return Ok(None) };
                 ch.reset_write();
                 s.corked = Some(ch);
-                if !self.cork_listed.swap(true, AcqRel) {
-                    self.shared.list_corked(self.this.clone());
-                }
+                self.relist_corked();
                 ch
             }
         };
@@ -659,7 +657,13 @@ impl Conn {
     /// coalesced meanwhile, or keep them listed while the budget is spent.
     pub(super) fn uncork(&self) {
         self.cork_listed.store(false, Release);
-        let mut s = self.send_lock.lock();
+        // Never wait for a writer: the poller would stop polling while it
+        // copies. A busy connection is looked at again next iteration.
+        let Some(mut s) = self.send_lock.try_lock() else {
+            self.relist_corked();
+            self.shared.retry_uncork();
+            return;
+        };
         if s.corked.is_none() {
             return;
         }
@@ -674,12 +678,17 @@ impl Conn {
         // the poller is quick); a full one goes as soon as the budget allows.
         let full = s.corked.is_some_and(|ch| ch.full());
         if self.budget() == 0 || (!full && self.qp.tx_outstanding() > 0) {
-            if !self.cork_listed.swap(true, AcqRel) {
-                self.shared.list_corked(self.this.clone());
-            }
+            self.relist_corked();
             return;
         }
         let _ = self.post_corked(&mut s);
+    }
+
+    /// Back on the stack's corked list (once).
+    fn relist_corked(&self) {
+        if !self.cork_listed.swap(true, AcqRel) {
+            self.shared.list_corked(self.this.clone());
+        }
     }
 
     /// The receiving side's preamble: the state, locked, when data may be

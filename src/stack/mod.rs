@@ -70,6 +70,9 @@ pub struct Shared {
     /// come back (`uncork_all`); `uncorking` is its spare, as `waking`.
     corked: Mutex<Vec<Weak<Conn>>>,
     uncorking: Mutex<Vec<Weak<Conn>>>,
+    /// A corked connection's writer held its lock when completions came
+    /// back: the next iteration looks at the corked list again.
+    uncork_again: AtomicBool,
     /// ibstack_tx_coalesce.
     pub(crate) coalesce: bool,
     stop: AtomicBool,
@@ -131,6 +134,7 @@ impl Stack {
             waking: Mutex::new(Vec::new()),
             corked: Mutex::new(Vec::new()),
             uncorking: Mutex::new(Vec::new()),
+            uncork_again: AtomicBool::new(false),
             coalesce: cfg.tx_coalesce,
             stop: AtomicBool::new(false),
             freed: AtomicBool::new(false),
@@ -385,6 +389,11 @@ impl Shared {
         self.corked.lock().push(c);
     }
 
+    /// A corked connection was busy sending: look at the list next iteration.
+    pub(super) fn retry_uncork(&self) {
+        self.uncork_again.store(true, Release);
+    }
+
     /// Send completions came back: every corked connection posts what it
     /// coalesced (one SEND each). Before `wake_pending`, so a writer woken
     /// for TX chunks finds its earlier bytes already posted.
@@ -461,8 +470,11 @@ impl Shared {
                 None => self.disp.release_delivered(std::slice::from_ref(w)),
             }
         }
-        if o.tx_returned > 0 {
+        let again = self.uncork_again.swap(false, AcqRel);
+        if o.tx_returned > 0 || again {
             self.uncork_all();
+        }
+        if o.tx_returned > 0 {
             self.wake_pending();
         }
         // The TCP sockets (handshakes, EOF) need an epoll_wait syscall: while
@@ -481,7 +493,8 @@ impl Shared {
             self.retire_closed();
         }
         self.route_async_faults();
-        Ok(!o.idle || o.delivered > 0 || tcp > 0)
+        // A retry pending keeps the poller busy (it does not sleep on it).
+        Ok(!o.idle || o.delivered > 0 || tcp > 0 || self.uncork_again.load(Acquire))
     }
 
     /// QP faults from device async events reach their connections (error
