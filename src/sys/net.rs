@@ -72,14 +72,22 @@ pub fn set_nodelay(fd: RawFd) {
 
 /// TCP keepalive on `fd`: probes after `idle_s` seconds without traffic,
 /// three of them a third of that apart, so a peer host that vanished without
-/// a FIN makes the socket fail with ETIMEDOUT after about twice `idle_s`.
+/// a FIN makes the socket fail with ETIMEDOUT after about twice `idle_s`,
+/// also when it vanished with bytes of ours unacknowledged (TCP_USER_TIMEOUT).
 pub fn set_keepalive(fd: RawFd, idle_s: u32) -> Result<()> {
     let idle = idle_s.clamp(1, i32::MAX as u32) as i32;
+    let intvl = (idle / 3).max(1);
+    // Keepalive probes only run while nothing is unacknowledged: a peer host
+    // that vanished before it acknowledged the last handshake record would
+    // otherwise be noticed only by the retransmission timeout (many minutes).
+    // TCP_USER_TIMEOUT bounds that case by the same time the probes take.
+    let user_timeout_ms = ((idle as i64 + 3 * intvl as i64) * 1000).min(i32::MAX as i64) as i32;
     let opts = [
         (libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1),
         (libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, idle),
-        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, (idle / 3).max(1)),
+        (libc::IPPROTO_TCP, libc::TCP_KEEPINTVL, intvl),
         (libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3),
+        (libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT, user_timeout_ms),
     ];
     for (level, name, value) in opts {
         // SAFETY: an int option on a socket the caller owns.
@@ -156,4 +164,24 @@ pub fn socket_addr(fd: RawFd, peer: bool) -> Result<SocketAddr> {
         return Err(last_error(if peer { "getpeername" } else { "getsockname" }));
     }
     from_sockaddr(&ss).ok_or_else(|| Error::new(libc::EAFNOSUPPORT, format!("fd {fd} has an address of family {}", ss.ss_family)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+
+    #[test]
+    fn keepalive_also_bounds_unacknowledged_bytes() {
+        // SAFETY: a new socket, owned right away.
+        let fd = unsafe { OwnedFd::from_raw_fd(libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0)) };
+        set_keepalive(fd.as_raw_fd(), 30).unwrap();
+        let get = |level, name| int_option(fd.as_raw_fd(), level, name).unwrap();
+        assert_eq!(get(libc::SOL_SOCKET, libc::SO_KEEPALIVE), 1);
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPIDLE), 30);
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPINTVL), 10);
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_KEEPCNT), 3);
+        // 30 s idle + 3 probes 10 s apart: the same bound for unacknowledged data
+        assert_eq!(get(libc::IPPROTO_TCP, libc::TCP_USER_TIMEOUT), 60_000);
+    }
 }
