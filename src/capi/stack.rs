@@ -416,18 +416,8 @@ pub unsafe extern "C" fn ibstack_conn_sendv(conn: *mut ibstack_conn, iov: *const
                 Error::inval(format!("the buffers add up to more than PTRDIFF_MAX bytes (at iov[{i}])"))
             })?;
         }
-        let bufs: std::borrow::Cow<'_, [std::io::IoSlice<'_>]> = if v.iter().all(|e| !e.iov_base.is_null()) {
-            // SAFETY: IoSlice is guaranteed to be ABI-compatible with iovec on
-            // Unix; every base is non-NULL and valid for its length (header contract).
-            std::borrow::Cow::Borrowed(unsafe { std::slice::from_raw_parts(iov.cast::<std::io::IoSlice<'_>>(), v.len()) })
-        } else {
-            // NULL bases (of length 0) cannot be slices: leave them out.
-            v.iter()
-                .filter(|e| !e.iov_base.is_null())
-                // SAFETY: non-NULL and valid for its length (header contract).
-                .map(|e| std::io::IoSlice::new(unsafe { std::slice::from_raw_parts(e.iov_base as *const u8, e.iov_len) }))
-                .collect()
-        };
+        // SAFETY: the non-NULL bases are valid for their lengths (header contract).
+        let bufs = unsafe { crate::sys::io_slices(v) };
         Ok(c.send_vectored(&bufs)? as isize)
     })
 }

@@ -119,3 +119,24 @@ mod tests {
         assert_eq!(closed_pipe_write(write_nosigpipe), (-1, libc::EPIPE, 0));
     }
 }
+
+/// A caller's iovecs as `IoSlice`s (writev, sendmsg, ibstack_conn_sendv):
+/// borrowed as they are when every base is non-NULL (`IoSlice` is
+/// guaranteed ABI-compatible with `iovec` on Unix, so nothing is allocated
+/// per call), else copied without the NULL and empty ones.
+///
+/// # Safety
+/// Every entry with a non-NULL base must be valid for `iov_len` bytes of
+/// reads for `'a`.
+pub unsafe fn io_slices<'a>(v: &'a [libc::iovec]) -> std::borrow::Cow<'a, [std::io::IoSlice<'a>]> {
+    use std::io::IoSlice;
+    if v.iter().all(|e| !e.iov_base.is_null()) {
+        // SAFETY: same layout (above); every base is valid for its length (caller).
+        return std::borrow::Cow::Borrowed(unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<IoSlice<'a>>(), v.len()) });
+    }
+    v.iter()
+        .filter(|e| !e.iov_base.is_null() && e.iov_len > 0)
+        // SAFETY: non-NULL and valid for its length (caller).
+        .map(|e| IoSlice::new(unsafe { std::slice::from_raw_parts(e.iov_base as *const u8, e.iov_len) }))
+        .collect()
+}

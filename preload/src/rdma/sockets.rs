@@ -450,9 +450,7 @@ unsafe fn output<'a>(buf: *mut c_void, n: usize) -> &'a mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(buf as *mut u8, n) }
 }
 
-/// The caller's iovecs as `IoSlice`s, borrowed as they are when every base
-/// is non-NULL (`IoSlice` is ABI-compatible with `iovec` on Unix: no
-/// allocation per call), else copied without the NULL ones.
+/// The caller's iovecs as `IoSlice`s ([`ibstack::sys::io_slices`]).
 ///
 /// # Safety
 /// `iov` valid for `n` entries, each valid for its length.
@@ -461,19 +459,7 @@ unsafe fn slices<'a>(iov: *const libc::iovec, n: c_int) -> Cow<'a, [IoSlice<'a>]
         return Cow::Borrowed(&[]);
     }
     // SAFETY: per the caller.
-    let v = unsafe { std::slice::from_raw_parts(iov, n as usize) };
-    if v.iter().all(|i| !i.iov_base.is_null()) {
-        // SAFETY: IoSlice is guaranteed to be ABI-compatible with iovec on
-        // Unix; every base is non-NULL and valid for its length (caller).
-        return Cow::Borrowed(unsafe { std::slice::from_raw_parts(iov.cast::<IoSlice<'a>>(), n as usize) });
-    }
-    Cow::Owned(
-        v.iter()
-            .filter(|i| !i.iov_base.is_null() && i.iov_len > 0)
-            // SAFETY: per the caller.
-            .map(|i| IoSlice::new(unsafe { std::slice::from_raw_parts(i.iov_base as *const u8, i.iov_len) }))
-            .collect(),
-    )
+    unsafe { ibstack::sys::io_slices(std::slice::from_raw_parts(iov, n as usize)) }
 }
 
 // ------------------------------------------------------------------ the interposed functions
