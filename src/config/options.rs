@@ -138,6 +138,6 @@ options! {
     "ibstack_gid_select" => gid_select: String = "index", Str,
         one_of(["index", "auto"]);
 
-    /// ibstack extension: write coalescing: a write smaller than a buffer, made while this connection has SENDs in flight, is appended to one pending buffer that is posted as one SEND when a send completion comes back or the buffer fills (as TCP's autocork; a write with nothing in flight is posted at once, so ping-pong latency is unchanged); the byte stream the peer reads is the same
+    /// ibstack extension: write coalescing: a write smaller than a buffer, made while this connection has SENDs in flight, is appended to one pending buffer that is posted as one SEND when everything in flight was acknowledged or the buffer fills (as TCP's Nagle rule; a write with nothing in flight is posted at once, so ping-pong latency is unchanged); the byte stream the peer reads is the same
     "ibstack_tx_coalesce" => tx_coalesce: bool = true, Bool;
 }

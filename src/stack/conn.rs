@@ -86,9 +86,9 @@ struct SendState {
     /// The TX chunks one call fills and posts (kept: no allocation per call).
     chunks: Vec<ChunkRef>,
     /// Write coalescing (`ibstack_tx_coalesce`): small writes made while
-    /// SENDs are in flight, appended here and posted as one SEND when a send
-    /// completion comes back ([`Conn::uncork`]), the chunk fills, or the
-    /// connection shuts down or closes (before the close SEND).
+    /// SENDs are in flight, appended here and posted as one SEND when
+    /// everything in flight was acknowledged ([`Conn::uncork`]), the chunk
+    /// fills, or the connection shuts down or closes (before the close SEND).
     corked: Option<ChunkRef>,
 }
 
@@ -541,8 +541,8 @@ impl Conn {
             }
         }
         // Bytes coalesced earlier go first, as one more SEND within the
-        // budget (posted regardless, a writer alternating small and large
-        // writes would take the whole pool past a stalled peer).
+        // budget (were they posted regardless, a writer alternating small and
+        // large writes would take the whole pool past a stalled peer).
         let mut budget = self.budget();
         if budget == 0 {
             self.park();

@@ -53,6 +53,15 @@ fn rx_cap_of(cfg: &Config, srq: bool) -> u32 {
 /// poller iteration panic (no `enum ibv_event_type` value is this high).
 pub const INJECT_PANIC: u32 = 255;
 
+/// Moves a connection list (parked writers, corked connections) into its
+/// spare and returns the spare, locked: the list takes new entries while the
+/// caller walks the old ones, and neither allocates once warm.
+fn take_listed<'a>(list: &Mutex<Vec<Weak<Conn>>>, spare: &'a Mutex<Vec<Weak<Conn>>>) -> parking_lot::MutexGuard<'a, Vec<Weak<Conn>>> {
+    let mut taken = spare.lock();
+    taken.append(&mut list.lock());
+    taken
+}
+
 pub struct Shared {
     pub(crate) disp: Arc<Dispatcher>,
     pub(crate) ep: Epoll,
@@ -398,23 +407,17 @@ impl Shared {
     /// coalesced (one SEND each). Before `wake_pending`, so a writer woken
     /// for TX chunks finds its earlier bytes already posted.
     fn uncork_all(&self) {
-        let mut list = self.uncorking.lock();
-        list.append(&mut self.corked.lock());
-        for w in list.drain(..) {
-            if let Some(c) = w.upgrade() {
-                c.uncork();
-            }
+        let mut list = take_listed(&self.corked, &self.uncorking);
+        for c in list.drain(..).filter_map(|w| w.upgrade()) {
+            c.uncork();
         }
     }
 
     fn wake_pending(&self) {
-        let mut list = self.waking.lock();
-        list.append(&mut self.pending.lock());
+        let mut list = take_listed(&self.pending, &self.waking);
         self.disp.env().counters.pending_sent_conns.store(0, Relaxed);
-        for w in list.drain(..) {
-            if let Some(c) = w.upgrade() {
-                c.unpark();
-            }
+        for c in list.drain(..).filter_map(|w| w.upgrade()) {
+            c.unpark();
         }
     }
 
