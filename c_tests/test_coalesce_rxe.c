@@ -20,12 +20,7 @@
  *   thread: the stack's polling thread (the default); host: ibstack_stack_thread = false,
  *   the test calls ibstack_stack_poll every 16 writes and whenever a write is refused. The writes
  *   come in bursts of 16; the raw peer takes its receives between bursts. */
-/* conn_util.h defines helpers this test does not all call */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#include "conn_util.h"
-#pragma GCC diagnostic pop
-#include "raw_peer.h"
+#include "raw_conn.h"
 
 #define BUFSZ 16384u /* ms_async_rdma_buffer_size of stack_open */
 #define NRECV 256u
@@ -127,26 +122,10 @@ static void run(int hd, int on) {
     k.p.initial_recv = 1; /* the held phase below: one receive posted, the rest later */
 
     /* the raw peer listens on d0's address; the stack connects */
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, TEST_IP, &a.sin_addr);
-    socklen_t al = sizeof a;
-    CHECK(l >= 0 && !bind(l, (struct sockaddr *)&a, sizeof a) && !listen(l, 4) && !getsockname(l, (struct sockaddr *)&a, &al),
-          "TCP listener of the raw peer on %s", TEST_IP);
-    ibstack_conn *c = NULL;
-    CHECK_RC(ibstack_connect(s, TEST_IP, ntohs(a.sin_port), &c), 0, "ibstack_connect to the raw peer");
-    int fd = accept(l, NULL, NULL);
-    CHECK(fd >= 0, "the raw peer accepted the TCP connection");
-    raw_accept_state hs = {0};
-    int h = 0;
-    for (double end = now_s() + 20; h == 0 && now_s() < end;) {
-        h = raw_accept_step(&k.p, fd, &hs);
-        if (hd) hd_poll(s);
-        else usleep(200);
-    }
-    CHECK_RC(h, 1, "cm_meta exchange done on the raw peer (records #1 to #3)");
-    CHECK_RC(conn_wait_connected(s, hd, c, 10), 1, "the ibstack connection is connected");
-    if (h != 1 || !c) goto out;
+    raw_conn wire;
+    int up = raw_conn_open(&wire, s, hd, &k.p);
+    ibstack_conn *c = wire.c;
+    if (!up) goto out;
 
     uint64_t off = 0;
     csum sent = {0, 0};
@@ -250,7 +229,7 @@ static void run(int hd, int on) {
     CHECK_RC(rc, 0, "%u more small writes", TAIL_WRITES);
     if (hd) CHECK_RC(ibstack_conn_shutdown(c), 0, "ibstack_conn_shutdown right after them");
     ibstack_conn_close(c);
-    c = NULL;
+    wire.c = NULL;
     SERVICE_UNTIL(k.fin, 20);
     CHECK(k.fin == 1 && k.after_fin == 0, "the close SEND arrived once, nothing after it (%d, %llu SENDs after)", k.fin,
           (unsigned long long)k.after_fin);
@@ -259,12 +238,7 @@ static void run(int hd, int on) {
           (unsigned long long)off);
     CHECK(k.errors == 0, "no error completion on the raw peer (%llu)", (unsigned long long)k.errors);
 out:
-    if (c) ibstack_conn_close(c);
-    if (fd >= 0) close(fd);
-    if (l >= 0) close(l);
-    check_teardown(hd ? "host-driven" : "polling thread", s, hd, &base);
-    raw_close(&k.p);
-    ibstack_stack_free(s);
+    raw_conn_teardown(&wire, s, hd, &base, &k.p);
 }
 
 int main(int argc, char **argv) {

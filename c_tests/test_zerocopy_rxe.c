@@ -15,12 +15,7 @@
  *   with the bytes written there;
  *   close with chunks still lent: close gives them back (RX pool at its baseline).
  * usage: test_zerocopy_rxe thread|host srq|nosrq */
-/* conn_util.h defines helpers this test does not all call */
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#include "conn_util.h"
-#pragma GCC diagnostic pop
-#include "raw_peer.h"
+#include "raw_conn.h"
 
 #define BUFSZ 16384u /* ms_async_rdma_buffer_size of stack_open */
 #define NRECV 128u   /* the raw peer's receive buffers; 16 more are its send buffers */
@@ -96,26 +91,11 @@ static void run(int hd, int srq) {
              NSEND, BUFSZ);
     k.p.initial_recv = NRECV;
 
-    int l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    inet_pton(AF_INET, TEST_IP, &a.sin_addr);
-    socklen_t al = sizeof a;
-    CHECK(l >= 0 && !bind(l, (struct sockaddr *)&a, sizeof a) && !listen(l, 4) && !getsockname(l, (struct sockaddr *)&a, &al),
-          "TCP listener of the raw peer on %s", TEST_IP);
-    ibstack_conn *c = NULL;
     ibstack_mem_mgr *mm = NULL; /* taken only after the receive part: lent chunks need no handle of the pools */
-    CHECK_RC(ibstack_connect(s, TEST_IP, ntohs(a.sin_port), &c), 0, "ibstack_connect to the raw peer");
-    int fd = accept(l, NULL, NULL);
-    raw_accept_state hs = {0};
-    int h = 0;
-    for (double end = now_s() + 20; fd >= 0 && h == 0 && now_s() < end;) {
-        h = raw_accept_step(&k.p, fd, &hs);
-        if (hd) hd_poll(s);
-        else usleep(200);
-    }
-    CHECK_RC(h, 1, "cm_meta exchange done on the raw peer");
-    CHECK_RC(conn_wait_connected(s, hd, c, 10), 1, "the ibstack connection is connected");
-    if (h != 1 || !c) goto out;
+    raw_conn wire;
+    int up = raw_conn_open(&wire, s, hd, &k.p);
+    ibstack_conn *c = wire.c;
+    if (!up) goto out;
 
     /* ---- receive: lent chunks, shuffled give-backs */
     uint64_t sent_off = 0, got = 0, partial_reads = 0, partial_ok = 0, bad_len = 0, bad_order = 0, lent_total = 0;
@@ -276,12 +256,7 @@ static void run(int hd, int srq) {
     CHECK(nheld > 0, "chunks are still lent at close (%u)", nheld);
 out:
     if (mm) ibstack_mem_mgr_free(mm);
-    if (c) ibstack_conn_close(c);
-    if (fd >= 0) close(fd);
-    if (l >= 0) close(l);
-    check_teardown(hd ? "host-driven" : "polling thread", s, hd, &base);
-    raw_close(&k.p);
-    ibstack_stack_free(s);
+    raw_conn_teardown(&wire, s, hd, &base, &k.p);
 }
 
 int main(int argc, char **argv) {
