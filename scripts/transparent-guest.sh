@@ -158,7 +158,8 @@ for i in 0 1 2 3 4 5 6 7; do
     tot=$(awk -v a="$tot" -v b="${b:-0}" 'BEGIN { print a + b }')
 done
 check "8 concurrent clients: none failed ($bad with an error; $tot MiB/s together)" test $bad -eq 0
-sleep 2
+# the daemons tear the clients' QPs down as they notice the closes: wait for it (up to 15 s)
+i=0; while { [ "$(rc_qps)" -ne "$qb" ] || [ "$(n_mrs)" -ne "$mb" ]; } && [ $i -lt 75 ]; do sleep 0.2; i=$((i + 1)); done
 qa=$(rc_qps) ma=$(n_mrs)
 check "after they exited: RC QPs back to $qa (before $qb), MRs $ma (before $mb)" test "$qa" -eq "$qb" -a "$ma" -eq "$mb"
 sh "$G" stop pre
