@@ -15,6 +15,20 @@
  *      i.e. one-way, as rstream and ib_send_lat count it) and lat_median_us,
  *      lat_min_us, lat_p99_us (also round-trip / 2).
  *
+ * idle: the client opens its connection(s), makes one exchange on each, waits
+ *      past the busy-poll window (1 s), then sleeps --secs S with the connections
+ *      live and prints RESULT ... idle_cpu_pct=X: the CPU time of its whole process
+ *      (every thread, the stack's polling thread included; getrusage) over those S
+ *      seconds, as a percentage of one core. The server prints the same figure for
+ *      its process over the same window.
+ *
+ * Every RESULT / SERVER line also carries cpu_s=X, the process's CPU time (user +
+ * system, every thread) over the timed part. Round trips are timed with the TSC on
+ * x86_64 (calibrated against CLOCK_MONOTONIC at start, as perftest uses cycles):
+ * on a guest whose clocksource is HPET every clock_gettime is a system call and an
+ * emulated device read, which the benchmark must not add to what it measures;
+ * timeouts use CLOCK_MONOTONIC_COARSE.
+ *
  * Before timing, the client sends a 24-byte hello (mode, size, iters, warmup,
  * flags) and waits for the server's one-byte "ready", so the connection is up
  * in both directions and the server has its buffers.
@@ -38,8 +52,12 @@
  *                    buffers with ibstack_conn_recv_chunks and gives them back with
  *                    ibstack_conn_release_chunks
  *   --count N        server: serve N connections one after another, then exit (1)
+ *   --conns N        bw and idle modes: N connections in parallel, one thread each
+ *                    (client and server; the server serves them together). bw: each
+ *                    sends iters/N messages; RESULT bw_mib_s is all bytes over the time
+ *                    from the common start to the last server's ack (default 1)
  * Client only: --mode, --size N[K|M], --iters N, --warmup N (default iters/10,
- * at least 1, at most 1000).
+ * at least 1, at most 1000), --secs S (idle mode, default 5).
  * IBSTACK_LOG=debug (and the library's other environment variables) pass through.
  * Exit status: 0 on success, 1 on any failure (the message says which call
  * failed and why), 2 on a usage error. */
@@ -47,18 +65,24 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <ibstack.h>
 
-enum mode { MODE_NONE = 0, MODE_BW = 1, MODE_LAT = 2 };
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
+
+enum mode { MODE_NONE = 0, MODE_BW = 1, MODE_LAT = 2, MODE_IDLE = 3 };
 enum wait_kind { WAIT_SPIN, WAIT_POLL };
 #define HELLO_MAGIC 0x42534249u /* "IBSB" little-endian */
 #define HELLO_LEN 24
@@ -66,6 +90,8 @@ enum wait_kind { WAIT_SPIN, WAIT_POLL };
 #define FLAG_ZC 2u
 #define READY_BYTE 'R'
 #define ACK_BYTE 'A'
+#define DONE_BYTE 'D'
+#define MAX_CONNS 64
 
 struct options {
     int server;
@@ -81,21 +107,65 @@ struct options {
     int verify;
     int zc;
     unsigned count;
+    unsigned conns;
+    double idle_s;
     int nkv;
     char **kv;
 };
 
 static struct options opt;
 static ibstack_stack *g_stack; /* polled by this thread with --drive host */
-static int epfd = -1;           /* epoll set holding the current conn fd (--wait poll) */
-static unsigned long stalls;    /* epoll_wait timeouts: a wakeup that never came */
+static __thread int epfd = -1;        /* epoll set holding this thread's conn fd (--wait poll) */
+static __thread unsigned long stalls; /* epoll_wait timeouts: a wakeup that never came */
 
 /* ------------------------------------------------------------------ helpers */
 
+/* for timeouts: the coarse clock is read from the vDSO without touching the clocksource */
 static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double mono_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* for what is measured: the TSC, calibrated once (seconds per tick) */
+static double tick_s;
+
+static uint64_t ticks(void) {
+#if defined(__x86_64__)
+    return __rdtsc();
+#else
+    return (uint64_t)(mono_s() * 1e9);
+#endif
+}
+
+static void calibrate_ticks(void) {
+#if defined(__x86_64__)
+    double t0 = mono_s();
+    uint64_t c0 = ticks();
+    struct timespec d = {0, 50 * 1000 * 1000};
+    nanosleep(&d, NULL);
+    double t1 = mono_s();
+    uint64_t c1 = ticks();
+    tick_s = c1 > c0 ? (t1 - t0) / (double)(c1 - c0) : 1e-9;
+#else
+    tick_s = 1e-9;
+#endif
+}
+
+static double secs_since(uint64_t t0) { return (double)(ticks() - t0) * tick_s; }
+
+/* CPU time of the whole process (user + system, every thread) */
+static double cpu_now(void) {
+    struct rusage u;
+    getrusage(RUSAGE_SELF, &u);
+    return (double)u.ru_utime.tv_sec + (double)u.ru_utime.tv_usec * 1e-6 + (double)u.ru_stime.tv_sec +
+           (double)u.ru_stime.tv_usec * 1e-6;
 }
 
 static void last_error(const char *what, long rc) {
@@ -442,7 +512,7 @@ static int serve_one(ibstack_conn *c) {
     }
     uint32_t mode = get32(hello + 4), flags = get32(hello + 8), size = get32(hello + 12),
              iters = get32(hello + 16), warmup = get32(hello + 20);
-    if ((mode != MODE_BW && mode != MODE_LAT) || size == 0 || iters == 0) {
+    if ((mode != MODE_BW && mode != MODE_LAT && mode != MODE_IDLE) || size == 0 || iters == 0) {
         fprintf(stderr, "ibstack_bench: bad hello: mode %u size %u iters %u\n", mode, size, iters);
         return -1;
     }
@@ -454,15 +524,26 @@ static int serve_one(ibstack_conn *c) {
     char ready = READY_BYTE, ack = ACK_BYTE;
     if (send_all(c, &ready, 1) < 0) goto out;
 
-    double t0 = now_s();
-    if (mode == MODE_BW && (flags & FLAG_ZC)) {
+    uint64_t t0 = ticks();
+    double c0 = cpu_now();
+    if (mode == MODE_IDLE) {
+        /* the client sleeps with the connection live, then sends one byte */
+        char b;
+        if (recv_all(c, &b, 1) < 0) goto out;
+        if (b != DONE_BYTE) {
+            fprintf(stderr, "ibstack_bench: idle: the client sent 0x%02x instead of done\n", (unsigned char)b);
+            goto out;
+        }
+        double secs = secs_since(t0), cpu = cpu_now() - c0;
+        printf("SERVER mode=idle secs=%.3f cpu_s=%.4f idle_cpu_pct=%.3f\n", secs, cpu, cpu / secs * 100.0);
+    } else if (mode == MODE_BW && (flags & FLAG_ZC)) {
         uint64_t total = (uint64_t)size * iters, got = 0;
         if (recv_zc(c, total, size, verify) < 0) goto out;
         got = total;
         if (send_all(c, &ack, 1) < 0) goto out;
-        double secs = now_s() - t0;
-        printf("SERVER mode=bw zc=1 size=%u iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f stalls=%lu\n", size,
-               iters, got, secs, (double)got / secs / 1048576.0, stalls);
+        double secs = secs_since(t0);
+        printf("SERVER mode=bw zc=1 size=%u iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f cpu_s=%.4f stalls=%lu\n",
+               size, iters, got, secs, (double)got / secs / 1048576.0, cpu_now() - c0, stalls);
     } else if (mode == MODE_BW) {
         uint64_t total = (uint64_t)size * iters, got = 0;
         while (got < total) {
@@ -473,9 +554,9 @@ static int serve_one(ibstack_conn *c) {
             got += (uint64_t)n;
         }
         if (send_all(c, &ack, 1) < 0) goto out;
-        double secs = now_s() - t0;
-        printf("SERVER mode=bw size=%u iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f stalls=%lu\n", size,
-               iters, total, secs, (double)total / secs / 1048576.0, stalls);
+        double secs = secs_since(t0);
+        printf("SERVER mode=bw size=%u iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f cpu_s=%.4f stalls=%lu\n",
+               size, iters, total, secs, (double)total / secs / 1048576.0, cpu_now() - c0, stalls);
     } else {
         uint64_t n = (uint64_t)warmup + iters;
         for (uint64_t m = 0; m < n; m++) {
@@ -483,14 +564,60 @@ static int serve_one(ibstack_conn *c) {
             if (verify && check(buf, size, m * size, size) < 0) goto out;
             if (send_all(c, buf, size) < 0) goto out;
         }
-        printf("SERVER mode=lat size=%u iters=%u warmup=%u secs=%.6f stalls=%lu\n", size, iters, warmup,
-               now_s() - t0, stalls);
+        printf("SERVER mode=lat size=%u iters=%u warmup=%u secs=%.6f cpu_s=%.4f stalls=%lu\n", size, iters, warmup,
+               secs_since(t0), cpu_now() - c0, stalls);
     }
     fflush(stdout);
     ret = wait_eof(c);
 out:
+    if (epfd >= 0) {
+        close(epfd);
+        epfd = -1;
+    }
     free(buf);
     return ret;
+}
+
+struct server_worker {
+    pthread_t th;
+    ibstack_conn *c;
+    int rc;
+};
+
+static void *serve_thread(void *arg) {
+    struct server_worker *w = arg;
+    w->rc = serve_one(w->c);
+    return NULL;
+}
+
+/* Accepts one connection into *c. */
+static int accept_one(ibstack_stack *stack, ibstack_listener *l, int lfd, ibstack_conn **c) {
+    double since = now_s();
+    for (;;) {
+        int rc = ibstack_accept(l, c);
+        if (rc == 0) return 0;
+        if (rc != -EAGAIN) {
+            last_error("ibstack_accept", rc);
+            return -1;
+        }
+        if (now_s() - since > opt.timeout_s) {
+            fprintf(stderr, "ibstack_bench: no client connected within %.0f s\n", opt.timeout_s);
+            return -1;
+        }
+        if (opt.host_drive) {
+            int r = ibstack_stack_poll(stack);
+            if (r < 0) {
+                last_error("ibstack_stack_poll", r);
+                return -1;
+            }
+            continue;
+        }
+        struct pollfd p = {.fd = lfd, .events = POLLIN};
+        if (poll(&p, 1, 1000) < 0 && errno != EINTR) {
+            perror("ibstack_bench: poll(listener fd)");
+            return -1;
+        }
+    }
 }
 
 static int run_server(ibstack_stack *stack) {
@@ -509,41 +636,35 @@ static int run_server(ibstack_stack *stack) {
     printf("LISTENING %s %u\n", opt.ip, (unsigned)opt.port);
     fflush(stdout);
     int ret = 0;
+    struct server_worker w[MAX_CONNS];
     for (unsigned k = 0; k < opt.count && ret == 0; k++) {
-        ibstack_conn *c = NULL;
-        double since = now_s();
-        for (;;) {
-            rc = ibstack_accept(l, &c);
-            if (rc == 0) break;
-            if (rc != -EAGAIN) {
-                last_error("ibstack_accept", rc);
+        if (opt.conns == 1) {
+            /* one connection: served by this thread */
+            if (accept_one(stack, l, lfd, &w[0].c) != 0) {
                 ret = -1;
                 break;
             }
-            if (now_s() - since > opt.timeout_s) {
-                fprintf(stderr, "ibstack_bench: no client connected within %.0f s\n", opt.timeout_s);
-                ret = -1;
-                break;
-            }
-            if (opt.host_drive) {
-                int r = ibstack_stack_poll(stack);
-                if (r < 0) {
-                    last_error("ibstack_stack_poll", r);
-                    ret = -1;
-                    break;
-                }
-                continue;
-            }
-            struct pollfd p = {.fd = lfd, .events = POLLIN};
-            if (poll(&p, 1, 1000) < 0 && errno != EINTR) {
-                perror("ibstack_bench: poll(listener fd)");
-                ret = -1;
-                break;
-            }
+            ret = serve_one(w[0].c);
+            ibstack_conn_close(w[0].c);
+            continue;
         }
-        if (ret != 0) break;
-        ret = serve_one(c);
-        ibstack_conn_close(c);
+        /* each connection served by a thread of its own from its accept on (a client may
+         * wait for one connection's answer before it opens the next) */
+        unsigned n = 0, started = 0;
+        while (n < opt.conns && accept_one(stack, l, lfd, &w[n].c) == 0) {
+            n++;
+            if (pthread_create(&w[n - 1].th, NULL, serve_thread, &w[n - 1]) != 0) {
+                fprintf(stderr, "ibstack_bench: pthread_create failed\n");
+                break;
+            }
+            started++;
+        }
+        if (started < opt.conns) ret = -1;
+        for (unsigned i = 0; i < started; i++) {
+            pthread_join(w[i].th, NULL);
+            if (w[i].rc != 0) ret = -1;
+        }
+        for (unsigned i = 0; i < n; i++) ibstack_conn_close(w[i].c);
     }
     ibstack_listener_free(l);
     return ret;
@@ -551,104 +672,212 @@ static int run_server(ibstack_stack *stack) {
 
 /* ------------------------------------------------------------------ client */
 
-static int run_client(ibstack_stack *stack) {
+/* Connects, sends the hello and waits for the server's ready. */
+static int client_open(ibstack_stack *stack, uint32_t iters, uint32_t warmup, ibstack_conn **out) {
     ibstack_conn *c = NULL;
     int rc = ibstack_connect(stack, opt.ip, opt.port, &c);
     if (rc != 0) {
         last_error("ibstack_connect", rc);
         return -1;
     }
-    int ret = -1;
-    unsigned char *buf = NULL, *echo = NULL;
-    double *rtt = NULL;
-    ibstack_mem_mgr *mm = NULL;
-    uint32_t warmup = (uint32_t)(opt.warmup >= 0 ? opt.warmup
-                                                 : (opt.iters / 10 < 1 ? 1 : opt.iters / 10 > 1000 ? 1000 : opt.iters / 10));
-    if (opt.mode == MODE_BW) warmup = 0;
-    if (watch_conn(c) < 0 || wait_connected(c, "ibstack_connect handshake") < 0) goto out;
-    if (opt.zc && (rc = ibstack_stack_mem_mgr(stack, &mm)) != 0) {
-        last_error("ibstack_stack_mem_mgr", rc);
-        goto out;
-    }
-
-    buf = alloc_buf(opt.size);
-    echo = alloc_buf(opt.size);
-    if (!buf || !echo) goto out;
-    fill(buf, opt.size, 0);
-
     unsigned char hello[HELLO_LEN];
     put32(hello, HELLO_MAGIC);
     put32(hello + 4, (uint32_t)opt.mode);
     put32(hello + 8, (opt.verify ? FLAG_VERIFY : 0) | (opt.zc ? FLAG_ZC : 0));
     put32(hello + 12, (uint32_t)opt.size);
-    put32(hello + 16, opt.iters);
+    put32(hello + 16, iters);
     put32(hello + 20, warmup);
     char b;
-    if (send_all(c, hello, sizeof hello) < 0 || recv_all(c, &b, 1) < 0) goto out;
+    if (watch_conn(c) < 0 || wait_connected(c, "ibstack_connect handshake") < 0 ||
+        send_all(c, hello, sizeof hello) < 0 || recv_all(c, &b, 1) < 0) {
+        ibstack_conn_close(c);
+        return -1;
+    }
     if (b != READY_BYTE) {
         fprintf(stderr, "ibstack_bench: the server answered 0x%02x instead of ready\n", (unsigned char)b);
+        ibstack_conn_close(c);
+        return -1;
+    }
+    *out = c;
+    return 0;
+}
+
+/* bw mode: one connection of --conns, in its own thread */
+struct bw_worker {
+    pthread_t th;
+    ibstack_stack *stack;
+    pthread_barrier_t *go;
+    uint32_t iters;
+    uint64_t t_start, t_end;
+    int rc;
+};
+
+static void *bw_thread(void *arg) {
+    struct bw_worker *w = arg;
+    ibstack_conn *c = NULL;
+    ibstack_mem_mgr *mm = NULL;
+    unsigned char *buf = alloc_buf(opt.size);
+    int ok = buf && client_open(w->stack, w->iters, 0, &c) == 0;
+    int rc = 0;
+    if (ok && opt.zc && (rc = ibstack_stack_mem_mgr(w->stack, &mm)) != 0) {
+        last_error("ibstack_stack_mem_mgr", rc);
+        ok = 0;
+    }
+    if (buf) fill(buf, opt.size, 0);
+    pthread_barrier_wait(w->go); /* every connection is up: all start together */
+    w->rc = -1;
+    if (!ok) goto out;
+    w->t_start = ticks();
+    for (uint32_t m = 0; m < w->iters; m++) {
+        if (opt.zc) {
+            if (send_zc(c, mm, opt.size, m) < 0) goto out;
+            continue;
+        }
+        if (opt.verify) fill(buf, opt.size, m);
+        if (send_all(c, buf, opt.size) < 0) goto out;
+    }
+    char b;
+    if (recv_all(c, &b, 1) < 0) goto out;
+    w->t_end = ticks();
+    if (b != ACK_BYTE) {
+        fprintf(stderr, "ibstack_bench: the server answered 0x%02x instead of the ack\n", (unsigned char)b);
         goto out;
     }
-
-    if (opt.mode == MODE_BW) {
-        double t0 = now_s();
-        for (uint32_t m = 0; m < opt.iters; m++) {
-            if (opt.zc) {
-                if (send_zc(c, mm, opt.size, m) < 0) goto out;
-                continue;
-            }
-            if (opt.verify) fill(buf, opt.size, m);
-            if (send_all(c, buf, opt.size) < 0) goto out;
-        }
-        if (recv_all(c, &b, 1) < 0) goto out;
-        double secs = now_s() - t0;
-        if (b != ACK_BYTE) {
-            fprintf(stderr, "ibstack_bench: the server answered 0x%02x instead of the ack\n", (unsigned char)b);
-            goto out;
-        }
-        uint64_t total = (uint64_t)opt.size * opt.iters;
-        printf("RESULT mode=bw%s size=%zu iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f stalls=%lu\n",
-               opt.zc ? " zc=1" : "", opt.size, opt.iters, total, secs, (double)total / secs / 1048576.0, stalls);
-    } else {
-        rtt = malloc(sizeof *rtt * opt.iters);
-        if (!rtt) {
-            fprintf(stderr, "ibstack_bench: out of memory\n");
-            goto out;
-        }
-        double total = 0;
-        for (uint64_t m = 0; m < (uint64_t)warmup + opt.iters; m++) {
-            if (opt.verify) fill(buf, opt.size, m);
-            double t = now_s();
-            if (send_all(c, buf, opt.size) < 0 || recv_all(c, echo, opt.size) < 0) goto out;
-            t = now_s() - t;
-            if (opt.verify && memcmp(buf, echo, opt.size) != 0) {
-                fprintf(stderr, "ibstack_bench: the echo of message %" PRIu64 " differs from what was sent\n", m);
-                goto out;
-            }
-            if (m >= warmup) {
-                rtt[m - warmup] = t;
-                total += t;
-            }
-        }
-        qsort(rtt, opt.iters, sizeof *rtt, cmp_double);
-        double med = opt.iters % 2 ? rtt[opt.iters / 2] : (rtt[opt.iters / 2 - 1] + rtt[opt.iters / 2]) / 2;
-        size_t p99 = (size_t)((double)opt.iters * 0.99);
-        if (p99 >= opt.iters) p99 = opt.iters - 1;
-        /* every figure is round-trip / 2 (one-way), in microseconds */
-        printf("RESULT mode=lat size=%zu iters=%u warmup=%u lat_us=%.2f lat_median_us=%.2f lat_min_us=%.2f "
-               "lat_p99_us=%.2f stalls=%lu\n",
-               opt.size, opt.iters, warmup, total / opt.iters / 2 * 1e6, med / 2 * 1e6, rtt[0] / 2 * 1e6,
-               rtt[p99] / 2 * 1e6, stalls);
+    w->rc = 0;
+out:
+    if (mm) ibstack_mem_mgr_free(mm);
+    if (c) ibstack_conn_close(c);
+    if (epfd >= 0) {
+        close(epfd);
+        epfd = -1;
     }
+    free(buf);
+    return NULL;
+}
+
+static int run_bw(ibstack_stack *stack) {
+    struct bw_worker w[MAX_CONNS];
+    pthread_barrier_t go;
+    unsigned n = opt.conns;
+    if (pthread_barrier_init(&go, NULL, n + 1) != 0) return -1;
+    unsigned started = 0;
+    for (; started < n; started++) {
+        w[started] = (struct bw_worker){.stack = stack, .go = &go, .iters = opt.iters / n + (started < opt.iters % n)};
+        if (pthread_create(&w[started].th, NULL, bw_thread, &w[started]) != 0) break;
+    }
+    if (started < n) {
+        /* the barrier counts n + 1: without every thread it would never open */
+        fprintf(stderr, "ibstack_bench: pthread_create failed after %u threads\n", started);
+        exit(1);
+    }
+    pthread_barrier_wait(&go);
+    double c0 = cpu_now();
+    int ret = 0;
+    uint64_t t0 = UINT64_MAX, t1 = 0;
+    for (unsigned i = 0; i < n; i++) {
+        pthread_join(w[i].th, NULL);
+        if (w[i].rc != 0) ret = -1;
+        if (w[i].t_start < t0) t0 = w[i].t_start;
+        if (w[i].t_end > t1) t1 = w[i].t_end;
+    }
+    pthread_barrier_destroy(&go);
+    if (ret != 0) return -1;
+    double secs = (double)(t1 - t0) * tick_s;
+    uint64_t total = (uint64_t)opt.size * opt.iters;
+    printf("RESULT mode=bw%s conns=%u size=%zu iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f cpu_s=%.4f\n",
+           opt.zc ? " zc=1" : "", n, opt.size, opt.iters, total, secs, (double)total / secs / 1048576.0,
+           cpu_now() - c0);
+    fflush(stdout);
+    return 0;
+}
+
+static int run_idle(ibstack_stack *stack) {
+    ibstack_conn *c[MAX_CONNS];
+    unsigned n = 0;
+    int ret = -1;
+    while (n < opt.conns && client_open(stack, 1, 0, &c[n]) == 0) n++;
+    if (n == opt.conns) {
+        /* past the busy-poll window (ms_async_rdma_polling_us, 1 ms by default) */
+        struct timespec settle = {1, 0};
+        nanosleep(&settle, NULL);
+        double c0 = cpu_now(), t0 = mono_s();
+        struct timespec d = {(time_t)opt.idle_s, (long)((opt.idle_s - (double)(time_t)opt.idle_s) * 1e9)};
+        nanosleep(&d, NULL);
+        double secs = mono_s() - t0, cpu = cpu_now() - c0;
+        char done = DONE_BYTE;
+        ret = 0;
+        for (unsigned i = 0; i < n; i++)
+            if (send_all(c[i], &done, 1) < 0) ret = -1;
+        if (ret == 0)
+            printf("RESULT mode=idle conns=%u secs=%.3f cpu_s=%.4f idle_cpu_pct=%.3f\n", n, secs, cpu,
+                   cpu / secs * 100.0);
+        fflush(stdout);
+    }
+    for (unsigned i = 0; i < n; i++) ibstack_conn_close(c[i]);
+    return ret;
+}
+
+static int run_lat(ibstack_stack *stack) {
+    ibstack_conn *c = NULL;
+    int ret = -1;
+    unsigned char *buf = NULL, *echo = NULL;
+    double *rtt = NULL;
+    uint32_t warmup = (uint32_t)(opt.warmup >= 0 ? opt.warmup
+                                                 : (opt.iters / 10 < 1 ? 1 : opt.iters / 10 > 1000 ? 1000 : opt.iters / 10));
+    buf = alloc_buf(opt.size);
+    echo = alloc_buf(opt.size);
+    rtt = malloc(sizeof *rtt * opt.iters);
+    if (!buf || !echo || !rtt) {
+        fprintf(stderr, "ibstack_bench: out of memory\n");
+        goto out;
+    }
+    fill(buf, opt.size, 0);
+    if (client_open(stack, opt.iters, warmup, &c) < 0) goto out;
+
+    double total = 0, c0 = cpu_now(), m0 = mono_s();
+    for (uint64_t m = 0; m < (uint64_t)warmup + opt.iters; m++) {
+        if (opt.verify) fill(buf, opt.size, m);
+        uint64_t t = ticks();
+        if (send_all(c, buf, opt.size) < 0 || recv_all(c, echo, opt.size) < 0) goto out;
+        double rt = secs_since(t);
+        if (opt.verify && memcmp(buf, echo, opt.size) != 0) {
+            fprintf(stderr, "ibstack_bench: the echo of message %" PRIu64 " differs from what was sent\n", m);
+            goto out;
+        }
+        if (m >= warmup) {
+            rtt[m - warmup] = rt;
+            total += rt;
+        } else {
+            m0 = mono_s();
+        }
+    }
+    double wall = mono_s() - m0;
+    qsort(rtt, opt.iters, sizeof *rtt, cmp_double);
+    double med = opt.iters % 2 ? rtt[opt.iters / 2] : (rtt[opt.iters / 2 - 1] + rtt[opt.iters / 2]) / 2;
+    size_t p99 = (size_t)((double)opt.iters * 0.99);
+    if (p99 >= opt.iters) p99 = opt.iters - 1;
+    /* every figure is round-trip / 2 (one-way), in microseconds; wall_us is the timed round trips
+     * by CLOCK_MONOTONIC (also one-way), a check on the TSC figures */
+    printf("RESULT mode=lat size=%zu iters=%u warmup=%u lat_us=%.2f lat_median_us=%.2f lat_min_us=%.2f "
+           "lat_p99_us=%.2f wall_us=%.2f cpu_s=%.4f stalls=%lu\n",
+           opt.size, opt.iters, warmup, total / opt.iters / 2 * 1e6, med / 2 * 1e6, rtt[0] / 2 * 1e6,
+           rtt[p99] / 2 * 1e6, wall / opt.iters / 2 * 1e6, cpu_now() - c0, stalls);
     fflush(stdout);
     ret = 0;
 out:
-    if (mm) ibstack_mem_mgr_free(mm);
     free(rtt);
     free(buf);
     free(echo);
-    ibstack_conn_close(c);
+    if (c) ibstack_conn_close(c);
     return ret;
+}
+
+static int run_client(ibstack_stack *stack) {
+    switch (opt.mode) {
+    case MODE_BW: return run_bw(stack);
+    case MODE_IDLE: return run_idle(stack);
+    default: return run_lat(stack);
+    }
 }
 
 /* ------------------------------------------------------------------ main */
@@ -656,9 +885,10 @@ out:
 static void usage(void) {
     fprintf(stderr,
             "usage: ibstack_bench server <ip> <port> [-o key=value]... [--wait spin|poll] [--drive thread|host] [--timeout S]\n"
-            "                     [--verify] [--count N]\n"
-            "       ibstack_bench client <ip> <port> --mode bw|lat --size N[K|M] --iters N [--warmup N]\n"
-            "                     [-o key=value]... [--wait spin|poll] [--timeout S] [--verify] [--zc]\n");
+            "                     [--verify] [--count N] [--conns N]\n"
+            "       ibstack_bench client <ip> <port> --mode bw|lat|idle --size N[K|M] --iters N [--warmup N]\n"
+            "                     [-o key=value]... [--wait spin|poll] [--timeout S] [--verify] [--zc] [--conns N]\n"
+            "                     [--secs S]\n");
     exit(2);
 }
 
@@ -685,6 +915,8 @@ int main(int argc, char **argv) {
     opt.wait = WAIT_SPIN;
     opt.timeout_s = 60;
     opt.count = 1;
+    opt.conns = 1;
+    opt.idle_s = 5;
     opt.kv = calloc((size_t)argc, sizeof *opt.kv);
     if (!opt.kv) return 1;
     for (int i = 4; i < argc; i++) {
@@ -709,6 +941,7 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--mode")) {
             if (!strcmp(v, "bw")) opt.mode = MODE_BW;
             else if (!strcmp(v, "lat")) opt.mode = MODE_LAT;
+            else if (!strcmp(v, "idle")) opt.mode = MODE_IDLE;
             else usage();
         } else if (!strcmp(a, "--wait")) {
             if (!strcmp(v, "spin")) opt.wait = WAIT_SPIN;
@@ -726,11 +959,23 @@ int main(int argc, char **argv) {
             opt.warmup = (long)parse_num("warmup", v, UINT32_MAX);
         } else if (!strcmp(a, "--timeout")) {
             opt.timeout_s = (double)parse_num("timeout", v, 86400);
+        } else if (!strcmp(a, "--conns")) {
+            opt.conns = (unsigned)parse_num("conns", v, MAX_CONNS);
+        } else if (!strcmp(a, "--secs")) {
+            opt.idle_s = (double)parse_num("secs", v, 3600);
         } else if (!strcmp(a, "--count")) {
             opt.count = (unsigned)parse_num("count", v, UINT32_MAX);
         } else {
             usage();
         }
+    }
+    if (opt.mode == MODE_IDLE) {
+        if (opt.size == 0) opt.size = 1;
+        if (opt.iters == 0) opt.iters = 1;
+    }
+    if (opt.conns == 0 || (!opt.server && opt.mode == MODE_LAT && opt.conns != 1)) {
+        fprintf(stderr, "ibstack_bench: --conns takes 1..%d (and 1 in lat mode)\n", MAX_CONNS);
+        usage();
     }
     if (!opt.server && (opt.mode == MODE_NONE || opt.size == 0 || opt.iters == 0)) {
         fprintf(stderr, "ibstack_bench: the client needs --mode, --size > 0 and --iters > 0\n");
@@ -738,6 +983,7 @@ int main(int argc, char **argv) {
     }
 
     if (opt.host_drive) opt.wait = WAIT_SPIN;
+    calibrate_ticks();
     ibstack_stack *stack = make_stack();
     if (!stack) return 1;
     g_stack = stack;

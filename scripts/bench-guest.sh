@@ -8,6 +8,8 @@
 #     IBSTACK_BIN=/path/ibstack_bench (empty: ibstack not measured)
 #     IBSTACK_ARGS="-o key=value ... --wait spin"   (word-split, no spaces in values)
 #     IBSTACK_LOG=...  (optional, exported to ibstack_bench)
+#     TARGETS=1  IBSTACK_BASE="-o ..."  CPUTIME=/path/cputime   (scripts/bench --targets: every
+#       target of issue #15 in one boot; see the targets section at the end)
 #
 # Every cell is measured in each of ROUNDS rounds; within a round, sizes go up and the
 # contenders of a size take turns (the starting contender rotates each round). Both
@@ -17,6 +19,7 @@
 set -u
 [ $# -eq 1 ] && [ -r "$1" ] || { echo "usage: bench-guest.sh CONF" >&2; exit 2; }
 ROUNDS=3 SIZES="64 4096 65536 1048576" SCALE=1 RUN_TIMEOUT=120 IBSTACK_BIN= IBSTACK_ARGS= IBSTACK_LOG=
+TARGETS=0 IBSTACK_BASE= CPUTIME= MC_SIZE=65536 MC_CONNS=8 IDLE_SECS=5
 . "$1"
 [ -n "$IBSTACK_LOG" ] && export IBSTACK_LOG IBSTACK_LOG_STYLE=never
 
@@ -99,6 +102,23 @@ show_logs() {  # $1 = what failed; the logs follow
 # record CONTENDER METRIC SIZE VALUE   (VALUE "NA" = failed run)
 record() { echo "$1 $2 $3 $4" >> "$RESULTS"; }
 
+# With CPU set: records CONTENDER cpu SIZE = CPU seconds of both ends of the last pair per GiB
+# moved ($3 bytes), and prints it. perftest and rstream: the whole processes, from cputime's file
+# (their setup included); ibstack_bench: the cpu_s of its client's RESULT and server's SERVER
+# lines, the processes' CPU time over the timed transfer ($4 = that sum).
+record_cpu() {  # contender size bytes [cpu seconds]
+    [ -n "${CPU:-}" ] || return 0
+    if [ $# -ge 4 ]; then
+        c=$4
+    else
+        c=$(awk -F'[= ]' '$1 == "cpu_s" { t += $2; n++ } END { if (n == 2) printf "%.4f", t }' "$WORK/$tag.cpu" 2>/dev/null)
+    fi
+    [ -n "$c" ] || { echo "  (no CPU figure for $1)"; return 0; }
+    g=$(awk -v c="$c" -v b="$3" 'BEGIN { printf "%.3f", c / (b / 1073741824) }')
+    printf '    %-12s CPU %s s both ends, %s s per GiB\n' "$1" "$c" "$g"
+    record "$1" cpu "$2" "$g"
+}
+
 # Runs server + client for one test. $1 = tag, $2 = how the server is awaited
 # (tcp|cm|line), then "--" separates the server's and the client's commands:
 #   pair TAG WAIT SERVER-CMD... -- CLIENT-CMD...
@@ -107,6 +127,10 @@ pair() {
     tag=$1 how=$2; shift 2
     srv=$WORK/$tag.server.log cli=$WORK/$tag.client.log
     scmd= ccmd= side=s
+    # with CPU set, both ends run under cputime, which appends each one's CPU time to $WORK/TAG.cpu
+    if [ -n "${CPU:-}" ] && [ "$how" != line ]; then
+        scmd="$CPUTIME $WORK/$tag.cpu" ccmd="$CPUTIME $WORK/$tag.cpu"; rm -f "$WORK/$tag.cpu"
+    fi
     for a in "$@"; do
         if [ "$side" = s ] && [ "$a" = -- ]; then side=c; continue; fi
         if [ "$side" = s ]; then scmd="$scmd $a"; else ccmd="$ccmd $a"; fi
@@ -171,6 +195,7 @@ run_send_bw() {  # size iters round
     printf 'r%s %-8s %-12s %10.2f MiB/s  (peak %s, %s msgs)\n' "$3" "$(size_label "$1")" ib_send_bw "$4" \
         "$(echo "$5" | sed 's/^0\.00$/not measured/')" "$2"
     record ib_send_bw bw "$1" "$4"
+    record_cpu ib_send_bw "$1" $(($1 * $2))
 }
 
 run_send_lat() {  # size iters round
@@ -202,34 +227,42 @@ run_rstream() {  # size count iters round kind
         printf 'r%s %-8s %-12s %10.2f MiB/s  (%s us/xfer, %s xfers each way)\n' "$4" "$(size_label "$1")" \
             rstream "$mib" "$us" "$2"
         record rstream bw "$1" "$mib"
+        record_cpu rstream "$1" $((2 * $1 * $2))
     else
         printf 'r%s %-8s %-12s %10.2f us mean  (%s iters)\n' "$4" "$(size_label "$1")" rstream "$us" "$3"
         record rstream lat "$1" "$us"
     fi
 }
 
-run_ibstack() {  # size iters round mode
+run_ibstack() {  # size iters round mode [contender args...]: contender "ibstack" with $IBSTACK_ARGS by default
+    sz=$1 it=$2 rd=$3 md=$4 who=ibstack
+    if [ $# -ge 5 ]; then who=$5; shift 5; a="$*"; else a=$IBSTACK_ARGS; fi
+    set -- "$sz" "$it" "$rd" "$md"
     next_port
     # shellcheck disable=SC2086
-    pair "r$3.s$1.ibstack_$4" line "$IBSTACK_BIN" server "$ADDR" "$port" $IBSTACK_ARGS \
-        -- "$IBSTACK_BIN" client "$ADDR" "$port" --mode "$4" --size "$1" --iters "$2" $IBSTACK_ARGS
+    pair "r$3.s$1.${who}_$4" line "$IBSTACK_BIN" server "$ADDR" "$port" $a \
+        -- "$IBSTACK_BIN" client "$ADDR" "$port" --mode "$4" --size "$1" --iters "$2" $a
     line=$(grep '^RESULT ' "$cli" | tail -n 1)
     if [ "$4" = bw ]; then key=bw_mib_s; else key=lat_median_us; fi
     v=$(echo "$line" | awk -v k="$key" '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == k) print kv[2] } }')
     if [ "$cli_rc" -ne 0 ] || [ "$srv_rc" -ne 0 ] || [ -z "$v" ]; then
-        show_logs "ibstack_bench --mode $4 --size $1 (client $cli_rc, server $srv_rc)" "$srv" "$cli"
-        record ibstack "$4" "$1" NA
-        [ "$4" = lat ] && record ibstack lat_avg "$1" NA
+        show_logs "ibstack_bench $who --mode $4 --size $1 (client $cli_rc, server $srv_rc)" "$srv" "$cli"
+        record "$who" "$4" "$1" NA
+        [ "$4" = lat ] && record "$who" lat_avg "$1" NA
         failures=$((failures + 1)); return
     fi
     if [ "$4" = bw ]; then
-        printf 'r%s %-8s %-12s %10.2f MiB/s  (%s)\n' "$3" "$(size_label "$1")" ibstack "$v" "${line#RESULT }"
-        record ibstack bw "$1" "$v"
+        printf 'r%s %-8s %-12s %10.2f MiB/s  (%s)\n' "$3" "$(size_label "$1")" "$who" "$v" "${line#RESULT }"
+        record "$who" bw "$1" "$v"
+        cs=$(awk '$1 == "SERVER" { for (i = 2; i <= NF; i++) if ($i ~ /^cpu_s=/) { sub(/^cpu_s=/, "", $i); t += $i; n++ } }
+                  END { if (n) print t }' "$srv")
+        cc=$(echo "$line" | awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^cpu_s=/) { sub(/^cpu_s=/, "", $i); print $i } }')
+        [ -n "$cs" ] && [ -n "$cc" ] && record_cpu "$who" "$1" $(($1 * $2)) "$(awk -v a="$cs" -v b="$cc" 'BEGIN { print a + b }')"
     else
         avg=$(echo "$line" | awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "lat_us") print kv[2] } }')
-        printf 'r%s %-8s %-12s %10.2f us median  (%s)\n' "$3" "$(size_label "$1")" ibstack "$v" "${line#RESULT }"
-        record ibstack lat "$1" "$v"
-        record ibstack lat_avg "$1" "$avg"
+        printf 'r%s %-8s %-12s %10.2f us median  (%s)\n' "$3" "$(size_label "$1")" "$who" "$v" "${line#RESULT }"
+        record "$who" lat "$1" "$v"
+        record "$who" lat_avg "$1" "$avg"
     fi
 }
 
@@ -246,6 +279,142 @@ canary() {  # $1 = start|end
     fi
 }
 
+# ---------------------------------------------------------------- targets (TARGETS=1)
+# Issue #15's targets in one boot. Contenders (ibstack_bench with IBSTACK_BASE plus):
+#   ib_copy  --drive host              the copying stream API, the caller's thread driving the stack
+#   ib_zc    --drive host --zc         bandwidth from TX chunks, received by borrowing (bw runs only)
+#   ib_ceph  --drive thread --wait poll  Ceph's pattern: the stack's polling thread, the application
+#                                      asleep in epoll on the connection's fd
+# against ib_send_bw / ib_send_lat and rstream; CPU per GiB from the bandwidth runs (see record_cpu).
+# Then MC_CONNS connections against one (ib_ceph, MC_SIZE bytes, the same bytes in all), and the
+# idle CPU of two processes holding MC_CONNS live connections (ib_ceph) for IDLE_SECS seconds.
+run_targets() {
+    COPY="$IBSTACK_BASE --drive host" ZC="$IBSTACK_BASE --drive host --zc" CEPH="$IBSTACK_BASE --drive thread --wait poll"
+    r=1
+    while [ "$r" -le "$ROUNDS" ]; do
+        for s in $SIZES; do
+            nb=$(bw_iters "$s") nl=$(lat_iters "$s")
+            nrs=$(( (nb + 1) / 2 ))
+            k=0
+            while [ $k -lt 5 ]; do
+                case $(( (k + r - 1) % 5 )) in
+                    0) CPU=1 run_ibstack "$s" "$nb" "$r" bw ib_copy $COPY ;;
+                    1) CPU=1 run_ibstack "$s" "$nb" "$r" bw ib_zc $ZC ;;
+                    2) CPU=1 run_ibstack "$s" "$nb" "$r" bw ib_ceph $CEPH ;;
+                    3) CPU=1 run_send_bw "$s" "$nb" "$r" ;;
+                    4) CPU=1 run_rstream "$s" "$nrs" 1 "$r" bw ;;
+                esac
+                k=$((k + 1))
+            done
+            k=0
+            while [ $k -lt 4 ]; do
+                case $(( (k + r - 1) % 4 )) in
+                    0) run_ibstack "$s" "$nl" "$r" lat ib_copy $COPY ;;
+                    1) run_ibstack "$s" "$nl" "$r" lat ib_ceph $CEPH ;;
+                    2) run_send_lat "$s" "$nl" "$r" ;;
+                    3) run_rstream "$s" 1 "$nl" "$r" lat ;;
+                esac
+                k=$((k + 1))
+            done
+        done
+        # connections in parallel: one, then MC_CONNS (order alternating by round)
+        nb=$(bw_iters "$MC_SIZE")
+        for n in $(if [ $((r % 2)) -eq 1 ]; then echo "1 $MC_CONNS"; else echo "$MC_CONNS 1"; fi); do
+            run_ibstack "$MC_SIZE" "$nb" "$r" bw "ib_ceph_c$n" $CEPH --conns "$n"
+        done
+        r=$((r + 1))
+    done
+    # idle: both processes hold MC_CONNS connections; CPU over IDLE_SECS after the busy-poll window
+    next_port
+    # shellcheck disable=SC2086
+    pair idle line "$IBSTACK_BIN" server "$ADDR" "$port" $CEPH --conns "$MC_CONNS" \
+        -- "$IBSTACK_BIN" client "$ADDR" "$port" --mode idle --secs "$IDLE_SECS" $CEPH --conns "$MC_CONNS"
+    ic=$(sed -n 's/^RESULT .*idle_cpu_pct=\([0-9.]*\).*/\1/p' "$cli")
+    is=$(sed -n 's/^SERVER .*idle_cpu_pct=\([0-9.]*\).*/\1/p' "$srv" | sort -n | tail -n 1)
+    if [ "$cli_rc" -ne 0 ] || [ "$srv_rc" -ne 0 ] || [ -z "$ic" ] || [ -z "$is" ]; then
+        show_logs "idle (client $cli_rc, server $srv_rc)" "$srv" "$cli"
+        failures=$((failures + 1))
+    else
+        echo "idle: $MC_CONNS live connections for $IDLE_SECS s: client process $ic %, server process $is % of a core"
+        record ib_ceph idle_client 0 "$ic"
+        record ib_ceph idle_server 0 "$is"
+    fi
+}
+
+# The targets table from $RESULTS: every target with the measured ratio and met / missed.
+targets_table() {
+    awk -v sizes="$SIZES" -v mcs="$MC_SIZE" -v mcn="$MC_CONNS" '
+function median(key,    n, i, j, v, t, a) {
+    n = 0
+    if (!(key in vals)) return ""
+    split(vals[key], a, " ")
+    for (i in a) if (a[i] != "NA") v[++n] = a[i] + 0
+    if (n == 0) return "fail"
+    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+    return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
+function m(c, metric, s) { return median(c SUBSEP metric SUBSEP s) }
+function label(s) {
+    if (s % 1048576 == 0) return sprintf("%d MiB", s / 1048576)
+    if (s % 1024 == 0) return sprintf("%d KiB", s / 1024)
+    return sprintf("%d B", s)
+}
+function num(x) { return x != "" && x != "fail" }
+# one row: what, size, ibstack figure, reference figure, ratio wanted (op, bound)
+function row(what, sz, a, b, op, bound,    r, ok) {
+    if (!num(a) || !num(b) || b == 0) { printf "%-44s %-7s %10s %10s %7s %3s %-5s %s\n", what, sz, num(a) ? sprintf("%.2f", a) : "fail", num(b) ? sprintf("%.2f", b) : "fail", "-", op, bound, "not measured"; missed++; return }
+    r = a / b
+    ok = (op == ">=" && r >= bound) || (op == ">" && r > bound) || (op == "<=" && r <= bound) || (op == "<" && r < bound)
+    printf "%-44s %-7s %10.2f %10.2f %7.2f %3s %-5s %s\n", what, sz, a, b, r, op, bound, ok ? "met" : "MISSED"
+    if (ok) met++; else missed++
+}
+{ k = $1 SUBSEP $2 SUBSEP $3; vals[k] = (k in vals) ? vals[k] " " $4 : $4 }
+END {
+    n = split(sizes, S, " ")
+    printf "%-44s %-7s %10s %10s %7s %-9s %s\n", "target (ibstack / reference)", "size", "ibstack", "reference", "ratio", "wanted", "met?"
+    for (i = 1; i <= n; i++) if (S[i] >= 4096) row("bandwidth, copying (ib_copy) / ib_send_bw", label(S[i]), m("ib_copy", "bw", S[i]), m("ib_send_bw", "bw", S[i]), ">=", 0.90)
+    for (i = 1; i <= n; i++) if (S[i] >= 4096) row("bandwidth, zero-copy (ib_zc) / ib_send_bw", label(S[i]), m("ib_zc", "bw", S[i]), m("ib_send_bw", "bw", S[i]), ">=", 0.95)
+    for (i = 1; i <= n; i++) row("latency median (ib_copy) / ib_send_lat typ.", label(S[i]), m("ib_copy", "lat", S[i]), m("ib_send_lat", "lat", S[i]), "<=", 1.10)
+    for (i = 1; i <= n; i++) if (S[i] == 64) row("64 B writes stream (ib_copy) / ib_send_bw", label(S[i]), m("ib_copy", "bw", S[i]), m("ib_send_bw", "bw", S[i]), ">=", 3)
+    for (i = 1; i <= n; i++) row("bandwidth (ib_copy) / rstream", label(S[i]), m("ib_copy", "bw", S[i]), m("rstream", "bw", S[i]), ">", 1)
+    for (i = 1; i <= n; i++) row("latency mean (ib_copy) / rstream mean", label(S[i]), m("ib_copy", "lat_avg", S[i]), m("rstream", "lat", S[i]), "<", 1)
+    for (i = 1; i <= n; i++) row("CPU s per GiB (ib_copy) / ib_send_bw", label(S[i]), m("ib_copy", "cpu", S[i]), m("ib_send_bw", "cpu", S[i]), "<=", 1.2)
+    for (i = 1; i <= n; i++) row("Ceph pattern latency (ib_ceph) / ib_send_lat", label(S[i]), m("ib_ceph", "lat", S[i]), m("ib_send_lat", "lat", S[i]), "<=", S[i] == 64 ? 1.5 : 1.2)
+    for (i = 1; i <= n; i++) if (S[i] >= 4096) row("Ceph pattern bandwidth (ib_ceph) / ib_send_bw", label(S[i]), m("ib_ceph", "bw", S[i]), m("ib_send_bw", "bw", S[i]), ">=", 0.90)
+    row(sprintf("%d connections / 1 (ib_ceph, MiB/s together)", mcn), label(mcs), m("ib_ceph_c" mcn, "bw", mcs), m("ib_ceph_c1", "bw", mcs), ">=", 0.95)
+    row("idle CPU, client process, % of a core / 1 %", "-", m("ib_ceph", "idle_client", 0), 1, "<", 1)
+    row("idle CPU, server process, % of a core / 1 %", "-", m("ib_ceph", "idle_server", 0), 1, "<", 1)
+    printf "targets: %d met, %d missed\n", met, missed
+}' "$RESULTS"
+}
+
+# medians per contender and size (targets mode)
+contender_table() {
+    awk -v sizes="$SIZES" '
+function median(key,    n, i, j, v, t, a) {
+    n = 0
+    if (!(key in vals)) return "-"
+    split(vals[key], a, " ")
+    for (i in a) if (a[i] != "NA") v[++n] = a[i] + 0
+    if (n == 0) return "fail"
+    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
+    return sprintf("%.2f", (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2)
+}
+{ k = $1 SUBSEP $2 SUBSEP $3; vals[k] = (k in vals) ? vals[k] " " $4 : $4 }
+END {
+    nc = split("ib_copy ib_zc ib_ceph ib_send_bw rstream", C, " ")
+    ns = split(sizes, S, " ")
+    printf "%-11s %-8s %10s %12s %12s %12s\n", "contender", "size", "bw MiB/s", "CPU s/GiB", "lat med us", "lat mean us"
+    for (i = 1; i <= nc; i++) for (j = 1; j <= ns; j++) {
+        c = C[i]; s = S[j]
+        lc = c == "ib_send_bw" ? "ib_send_lat" : c
+        printf "%-11s %-8s %10s %12s %12s %12s\n", c, s, median(c SUBSEP "bw" SUBSEP s), median(c SUBSEP "cpu" SUBSEP s),
+               c == "rstream" ? "-" : median(lc SUBSEP "lat" SUBSEP s),
+               c == "rstream" ? median("rstream" SUBSEP "lat" SUBSEP s) : c == "ib_send_bw" ? "-" : median(c SUBSEP "lat_avg" SUBSEP s)
+    }
+}' "$RESULTS"
+}
+
 # ---------------------------------------------------------------- run
 echo "bench: $ROUNDS round(s), sizes: $SIZES, iteration scale $SCALE; vCPUs $(nproc), kernel $(uname -r)"
 if [ -n "$IBSTACK_BIN" ]; then
@@ -255,6 +424,22 @@ else
 fi
 canary start
 echo "raw figures (rN = round N):"
+if [ "$TARGETS" = 1 ]; then
+    run_targets
+    canary end
+    echo
+    echo "medians of $ROUNDS round(s) per contender (bandwidth MiB/s = 2^20 B/s; CPU = both ends' CPU seconds per GiB"
+    echo "moved, whole processes; latency one-way = round-trip / 2; ib_send_bw's latency columns are ib_send_lat's"
+    echo "t_typical, and it prints no mean)"
+    contender_table
+    echo
+    targets_table
+    if [ "$failures" -gt 0 ]; then
+        echo "bench: $failures run(s) failed (logs above)"
+        exit 1
+    fi
+    exit 0
+fi
 r=1
 while [ "$r" -le "$ROUNDS" ]; do
     for s in $SIZES; do
