@@ -16,8 +16,15 @@ pub fn set_last_error(func: &str, err: &Error) {
     // Reuses the thread's buffer: -EAGAIN in a polling loop costs no allocation here.
     LAST_ERROR.with(|m| {
         let mut m = m.borrow_mut();
-        m.clear();
-        let _ = write!(m, "{func}: {}", err.msg);
+        // The same failure again (-EAGAIN from a polling loop): the text is already there.
+        let same = m.len() == func.len() + 2 + err.msg.len()
+            && m.starts_with(func)
+            && m[func.len()..].starts_with(": ")
+            && m.ends_with(&*err.msg);
+        if !same {
+            m.clear();
+            let _ = write!(m, "{func}: {}", err.msg);
+        }
     });
     // after the borrow: a record may reach a callback that reads the message
     log::debug!("{func}: {} ({})", err.msg, crate::errno_name(err.errno));

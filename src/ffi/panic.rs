@@ -106,7 +106,9 @@ pub fn trim_fn_name(nested: &'static str) -> &'static str {
 }
 
 /// Expands to the enclosing function's name, as a `&'static str` (derived
-/// from `std::any::type_name`; the trimming runs when it is evaluated).
+/// from `std::any::type_name`; trimmed once per call site, then remembered:
+/// a caller polling a non-blocking call that returns -EAGAIN evaluates it on
+/// every call).
 #[macro_export]
 macro_rules! fn_name {
     () => {{
@@ -114,7 +116,8 @@ macro_rules! fn_name {
         fn type_name_of<F>(_: F) -> &'static str {
             ::std::any::type_name::<F>()
         }
-        $crate::ffi::panic::trim_fn_name(type_name_of(here))
+        static NAME: ::once_cell::sync::OnceCell<&'static str> = ::once_cell::sync::OnceCell::new();
+        *NAME.get_or_init(|| $crate::ffi::panic::trim_fn_name(type_name_of(here)))
     }};
 }
 
