@@ -120,6 +120,9 @@ elif [ "$mode" = vm ]; then
     for d in thread host; do
         for o in on off; do run "test_coalesce_rxe $d $o (so)" "$build/test_coalesce_rxe.so" $d $o; done
     done
+    # inline SENDs (ibstack_max_inline): the default, off, and a size rxe0 refuses (~1 s each)
+    for m in default 0 1024; do run "test_inline_rxe $m (so)" "$build/test_inline_rxe.so" $m; done
+    run "test_inline_rxe default (a)" "$build/test_inline_rxe.a" default
     # zero-copy receive (lent chunks) and send (TX chunks filled in place) against a raw-verbs peer
     for d in thread host; do
         for q in srq nosrq; do run "test_zerocopy_rxe $d $q (so)" "$build/test_zerocopy_rxe.so" $d $q; done

@@ -140,4 +140,8 @@ options! {
 
     /// ibstack extension: write coalescing: a write smaller than a buffer, made while this connection has SENDs in flight, is appended to one pending buffer that is posted as one SEND when everything in flight was acknowledged or the buffer fills (as TCP's Nagle rule; a write with nothing in flight is posted at once, so ping-pong latency is unchanged); the byte stream the peer reads is the same
     "ibstack_tx_coalesce" => tx_coalesce: bool = true, Bool;
+
+    /// ibstack extension: largest SEND, in bytes, posted with IBV_SEND_INLINE (the payload is copied into the work request, so the device does not read the buffer by DMA; saves a PCIe round trip on small messages). Queue pairs ask the device for this much inline data; a device that refuses it gets queue pairs without inline (logged at info), never a failed connection. 0 = never inline
+    "ibstack_max_inline" => max_inline: u32 = 128, Uint,
+        range(0..=1024, "inline data is for small messages: at most 1024 bytes (devices support a few hundred)");
 }

@@ -29,7 +29,7 @@ fn set_ok(key: &str, value: &str) -> Config {
 
 #[test]
 fn table_lists_ceph_options_then_ibstack_extensions() {
-    let expected: [(&str, OptType, &str); 32] = [
+    let expected: [(&str, OptType, &str); 33] = [
         ("ms_async_rdma_device_name", OptType::Str, ""),
         ("ms_async_rdma_enable_hugepage", OptType::Bool, "false"),
         ("ms_async_rdma_buffer_size", OptType::Size, "131072"),
@@ -62,6 +62,7 @@ fn table_lists_ceph_options_then_ibstack_extensions() {
         ("ibstack_preload_fallback", OptType::Bool, "true"),
         ("ibstack_gid_select", OptType::Str, "index"),
         ("ibstack_tx_coalesce", OptType::Bool, "true"),
+        ("ibstack_max_inline", OptType::Uint, "128"),
     ];
     let got: Vec<(&str, OptType, &str)> = options()
         .iter()
@@ -128,6 +129,7 @@ fn defaults_equal_the_table() {
     assert!(c.preload_accept_tcp && c.preload_fallback);
     assert_eq!(c.gid_select, "index");
     assert!(c.tx_coalesce);
+    assert_eq!(c.max_inline, 128);
     // get() of every option is the table's default text.
     for o in options() {
         assert_eq!(c.get(o.name).unwrap(), o.default, "{}", o.name);
@@ -173,6 +175,7 @@ fn each_option_sets_and_gets_its_own_field() {
         ("ibstack_preload_fallback", "false"),
         ("ibstack_gid_select", "auto"),
         ("ibstack_tx_coalesce", "false"),
+        ("ibstack_max_inline", "0"),
     ];
     assert_eq!(other.len(), options().len());
     let defaults = Config::default();
@@ -527,6 +530,22 @@ fn range_checks() {
 }
 
 #[test]
+fn max_inline_is_bounded() {
+    // 0 turns inlining off; anything up to 1024 bytes is taken as given.
+    for v in ["0", "1", "64", "128", "400", "1024"] {
+        assert_eq!(set_ok("ibstack_max_inline", v).max_inline.to_string(), v);
+    }
+    assert_eq!(set_ok("ibstack_max_inline", "1K").max_inline, 1000);
+    for bad in ["1025", "4096", "1M", "-1", "auto"] {
+        let e = set_err("ibstack_max_inline", bad);
+        assert!(e.msg.contains("ibstack_max_inline"), "{}", e.msg);
+    }
+    // The range error says what is allowed and why.
+    let e = set_err("ibstack_max_inline", "2048");
+    assert!(e.msg.contains("0..=1024") && e.msg.contains("at most 1024 bytes"), "{}", e.msg);
+}
+
+#[test]
 fn path_mtu_must_be_an_ib_mtu() {
     for mtu in [256u32, 512, 1024, 2048, 4096] {
         assert_eq!(set_ok("ibstack_path_mtu", &mtu.to_string()).path_mtu, mtu);
@@ -668,6 +687,7 @@ fn get_round_trips_every_option() {
         ("ibstack_preload_fallback", "TRUE", "true"),
         ("ibstack_gid_select", "auto", "auto"),
         ("ibstack_tx_coalesce", "0", "false"),
+        ("ibstack_max_inline", "1K", "1000"),
     ];
     assert_eq!(values.len(), options().len());
     for (k, input, canonical) in values {
@@ -1272,7 +1292,8 @@ fn to_json_of_defaults() {
         "\"ibstack_stack_thread\":true,\"ibstack_retry_cnt\":7,\"ibstack_tcp_keepalive\":30,",
         "\"ibstack_handshake_timeout_ms\":5000,\"ibstack_max_rx_per_conn\":0,",
         "\"ibstack_preload_ports\":\"3300,6789,6800-7300\",\"ibstack_preload_accept_tcp\":true,",
-        "\"ibstack_preload_fallback\":true,\"ibstack_gid_select\":\"index\",\"ibstack_tx_coalesce\":true}"
+        "\"ibstack_preload_fallback\":true,\"ibstack_gid_select\":\"index\",\"ibstack_tx_coalesce\":true,",
+        "\"ibstack_max_inline\":128}"
     );
     let json = Config::default().to_json();
     assert_eq!(json, expected);

@@ -20,7 +20,7 @@ use crate::handshake::CmMeta;
 use crate::history::QpEvent;
 use crate::mem::ChunkRef;
 use crate::verbs::device::mtu_enum;
-use crate::verbs::{PostError, QpCaps, QpState, RawQp, RecvWr, RtrAttrs, RtsAttrs, SendWr};
+use crate::verbs::{sends_inline, PostError, QpCaps, QpState, RawQp, RecvWr, RtrAttrs, RtsAttrs, SendWr};
 use validate::{check_rtr, check_transition, explain_modify_failure, LocalFacts};
 use parking_lot::{Mutex, RwLock};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering::*};
@@ -57,6 +57,8 @@ pub struct QueuePair {
     local: CmMeta,
     /// The index of the GID `local` advertises (the sgid_index at RTR).
     gid_idx: u32,
+    /// `RawQp::max_inline` of `raw`, kept here for the history.
+    max_inline: u32,
     peer: Mutex<Option<CmMeta>>,
     state: AtomicU8,
     highest: AtomicU8,
@@ -120,16 +122,22 @@ impl QueuePair {
     /// RESET→INIT; the QP advertises and uses `gid`.
     pub(crate) fn create(env: &Arc<Env>, gid: &crate::verbs::GidEntry) -> Result<Arc<QueuePair>> {
         let ib = &env.ib;
-        let caps = QpCaps { max_send_wr: ib.tx_queue_len() + 2, max_recv_wr: ib.rx_queue_len() };
+        let caps = QpCaps { max_send_wr: ib.tx_queue_len() + 2, max_recv_wr: ib.rx_queue_len(), max_inline: ib.config().max_inline };
         let raw = RawQp::create_rc(ib.pd(), &env.tx_cq, &env.rx_cq, env.srq.as_ref(), caps)?;
         let qpn = raw.qp_num();
+        let max_inline = raw.max_inline();
         let local = CmMeta { lid: ib.port_attr().lid, local_qpn: qpn, psn: random_psn(), peer_qpn: 0, gid: gid.gid };
-        env.history.record(qpn, QpEvent::Created, &format!("local {}", local.describe()));
+        let refused = match raw.inline_refused() {
+            0 => String::new(),
+            n => format!(" (the device refused {n})"),
+        };
+        env.history.record(qpn, QpEvent::Created, &format!("local {}, max_inline {max_inline}{refused}", local.describe()));
         let qp = Arc::new(QueuePair {
             raw: RwLock::new(Some(raw)),
             qpn,
             local,
             gid_idx: gid.index,
+            max_inline,
             peer: Mutex::new(None),
             state: AtomicU8::new(QpState::Reset as u8),
             highest: AtomicU8::new(QpState::Reset as u8),
@@ -165,6 +173,10 @@ impl QueuePair {
     /// The index of the GID this QP advertises and sends from.
     pub fn gid_index(&self) -> u32 {
         self.gid_idx
+    }
+    /// The largest SEND this QP posts inline (0 = none; see `RawQp::max_inline`).
+    pub fn max_inline(&self) -> u32 {
+        self.max_inline
     }
     pub fn peer_meta(&self) -> Option<CmMeta> {
         *self.peer.lock()
@@ -387,6 +399,9 @@ impl QueuePair {
         if let Err(e) = tx.mark_in_flight(chunks.clone()) {
             return Err(PostError::none(e.context(format_args!("QP {}: posting {n} send(s)", self.qpn))));
         }
+        // The first SEND's size, for the history (read before the post: after
+        // it the chunk may already be back in the pool).
+        let first_len = if self.first_send_seen.load(Relaxed) { None } else { chunks.clone().next().map(|c| c.offset()) };
         let r = self.post(
             chunks.clone().map(|c| SendWr { wr_id: c.wr_id(), addr: c.buffer() as u64, len: c.offset(), lkey: c.lkey() }),
             "data",
@@ -403,7 +418,11 @@ impl QueuePair {
             c.tx_chunks.fetch_add(sent as u64, Relaxed);
             c.tx_bytes.fetch_add(bytes, Relaxed);
             if !self.first_send_seen.swap(true, Relaxed) {
-                self.env.history.record_once(self.qpn, QpEvent::FirstSend, "");
+                // Once per QP: the first SEND's size and whether it went inline.
+                if let Some(len) = first_len {
+                    let how = if sends_inline(len, self.max_inline) { ", inline" } else { "" };
+                    self.env.history.record_once(self.qpn, QpEvent::FirstSend, &format!("{len} B{how}"));
+                }
             }
         }
         r.map(|_| ()).map_err(|mut pe| {

@@ -23,7 +23,7 @@ pub use device::{Context, DeviceAttr, DeviceList, GidEntry, GidType, LinkLayer, 
 pub use event::{event_name, AsyncEvent};
 pub use mr::Mr;
 pub use pd::Pd;
-pub use qp::{QpCaps, QpState, RawQp, RtrAttrs, RtsAttrs, SendWr};
+pub use qp::{sends_inline, QpCaps, QpState, RawQp, RtrAttrs, RtsAttrs, SendWr};
 pub use srq::{RecvWr, Srq};
 
 use crate::error::{Error, Result};

@@ -8,6 +8,7 @@ use crate::sys::os_error;
 use crate::error::Result;
 use parking_lot::Mutex;
 use rdma_sys as sys;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 // enum ibv_qp_attr_mask bits.
@@ -117,6 +118,16 @@ pub struct QpCaps {
     pub max_send_wr: u32,
     /// Ignored when an SRQ is given.
     pub max_recv_wr: u32,
+    /// Inline data per SEND asked for (`ibstack_max_inline`; 0 = none).
+    pub max_inline: u32,
+}
+
+/// Whether a SEND of `len` bytes goes inline on a QP that allows
+/// `max_inline` bytes: never when empty (the fin, the beacon), never when
+/// `max_inline` is 0.
+#[inline]
+pub fn sends_inline(len: u32, max_inline: u32) -> bool {
+    len > 0 && len <= max_inline
 }
 
 /// The send chain, kept with the QP under its send lock and reused by every
@@ -133,6 +144,11 @@ unsafe impl Send for SendScratch {}
 pub struct RawQp {
     qp: *mut sys::ibv_qp,
     qpn: u32,
+    /// Inline bytes a SEND may carry: what the provider reported back at
+    /// creation (0 when none was asked for or the device refused it).
+    max_inline: u32,
+    /// Inline bytes asked for and refused by the device (0 = none refused).
+    inline_refused: u32,
     /// The send lock: serializes posts and holds their chain.
     send: Mutex<SendScratch>,
     /// The same for the QP's own receive queue (unused with an SRQ).
@@ -149,39 +165,78 @@ unsafe impl Send for RawQp {}
 unsafe impl Sync for RawQp {}
 
 impl RawQp {
-    /// `ibv_create_qp` for an RC QP: one SGE each way, no inline data,
-    /// `sq_sig_all = 0` (every WR posted here is signaled anyway).
+    /// `ibv_create_qp` for an RC QP: one SGE each way, `caps.max_inline`
+    /// bytes of inline data, `sq_sig_all = 0` (every WR posted here is
+    /// signaled anyway). A device that refuses the inline size (EINVAL or
+    /// ENOMEM) gets a second try without inline data: inline is an
+    /// optimisation, never a reason to fail a connection.
     pub fn create_rc(pd: &Arc<Pd>, send_cq: &Arc<Cq>, recv_cq: &Arc<Cq>, srq: Option<&Arc<Srq>>, caps: QpCaps) -> Result<RawQp> {
-        // SAFETY: zeroed is valid for this plain C struct.
-        let mut attr: sys::ibv_qp_init_attr = unsafe { std::mem::zeroed() };
-        attr.send_cq = send_cq.as_ptr();
-        attr.recv_cq = recv_cq.as_ptr();
-        attr.srq = srq.map_or(std::ptr::null_mut(), |s| s.as_ptr());
-        attr.cap.max_send_wr = caps.max_send_wr;
-        attr.cap.max_send_sge = 1;
-        attr.cap.max_inline_data = 0;
-        if srq.is_none() {
-            attr.cap.max_recv_wr = caps.max_recv_wr;
-            attr.cap.max_recv_sge = 1;
-        }
-        attr.qp_type = sys::ibv_qp_type::IBV_QPT_RC;
-        attr.sq_sig_all = 0;
-        // SAFETY: pd and CQs are live; attr valid. Returns NULL + errno.
-        let qp = unsafe { sys::ibv_create_qp(pd.as_ptr(), &mut attr) };
-        if qp.is_null() {
-            let e = os_error("ibv_create_qp");
-            let hint = if e.errno == libc::ENOMEM || e.errno == libc::EINVAL {
-                format!(
-                    " (asked for max_send_wr {} max_recv_wr {}: reduce ms_async_rdma_send_buffers / \
-                     ms_async_rdma_receive_queue_len, or check the device's max_qp / max_qp_wr)",
-                    caps.max_send_wr,
-                    if srq.is_some() { 0 } else { caps.max_recv_wr }
-                )
+        let attempt = |inline: u32| {
+            // SAFETY: zeroed is valid for this plain C struct.
+            let mut attr: sys::ibv_qp_init_attr = unsafe { std::mem::zeroed() };
+            attr.send_cq = send_cq.as_ptr();
+            attr.recv_cq = recv_cq.as_ptr();
+            attr.srq = srq.map_or(std::ptr::null_mut(), |s| s.as_ptr());
+            attr.cap.max_send_wr = caps.max_send_wr;
+            attr.cap.max_send_sge = 1;
+            attr.cap.max_inline_data = inline;
+            if srq.is_none() {
+                attr.cap.max_recv_wr = caps.max_recv_wr;
+                attr.cap.max_recv_sge = 1;
+            }
+            attr.qp_type = sys::ibv_qp_type::IBV_QPT_RC;
+            attr.sq_sig_all = 0;
+            // SAFETY: pd and CQs are live; attr valid. Returns NULL + errno,
+            // and on success the capabilities granted in attr.cap.
+            let qp = unsafe { sys::ibv_create_qp(pd.as_ptr(), &mut attr) };
+            if qp.is_null() {
+                Err(os_error("ibv_create_qp"))
             } else {
-                String::new()
-            };
-            return Err(crate::Error::new(e.errno, format!("{}{hint}", e.msg)));
+                Ok((qp, attr.cap.max_inline_data))
+            }
+        };
+        let mut inline_refused = 0;
+        let mut r = attempt(caps.max_inline);
+        if let Err(e) = &r {
+            if caps.max_inline > 0 && (e.errno == libc::EINVAL || e.errno == libc::ENOMEM) {
+                let retry = attempt(0);
+                if retry.is_ok() {
+                    // Once per process at info (every QP of the device meets
+                    // the same refusal), then at debug.
+                    static TOLD: AtomicBool = AtomicBool::new(false);
+                    let level = if TOLD.swap(true, Relaxed) { log::Level::Debug } else { log::Level::Info };
+                    log::log!(
+                        level,
+                        "the device refused {} bytes of inline data per SEND ({}): queue pairs are created without \
+                         inline data (set ibstack_max_inline lower, or 0 to skip the attempt)",
+                        caps.max_inline,
+                        e.msg
+                    );
+                    inline_refused = caps.max_inline;
+                }
+                r = retry;
+            }
         }
+        let (qp, granted) = match r {
+            Ok(v) => v,
+            Err(e) => {
+                let hint = if e.errno == libc::ENOMEM || e.errno == libc::EINVAL {
+                    format!(
+                        " (asked for max_send_wr {} max_recv_wr {}: reduce ms_async_rdma_send_buffers / \
+                         ms_async_rdma_receive_queue_len, or check the device's max_qp / max_qp_wr)",
+                        caps.max_send_wr,
+                        if srq.is_some() { 0 } else { caps.max_recv_wr }
+                    )
+                } else {
+                    String::new()
+                };
+                return Err(crate::Error::new(e.errno, format!("{}{hint}", e.msg)));
+            }
+        };
+        // What the provider granted (it may round up) is what may be used;
+        // nothing when none was asked for (a provider may still report the
+        // room its WQE leaves; 0 means never inline).
+        let max_inline = if inline_refused > 0 || caps.max_inline == 0 { 0 } else { granted };
         // SAFETY: qp is live.
         let qpn = unsafe { (*qp).qp_num };
         let send = SendScratch {
@@ -189,11 +244,22 @@ impl RawQp {
             reqs: Vec::with_capacity(caps.max_send_wr as usize),
         };
         let recv = RecvScratch::with_capacity(if srq.is_some() { 0 } else { caps.max_recv_wr as usize });
-        Ok(RawQp { qp, qpn, send: Mutex::new(send), recv: Mutex::new(recv), _pd: pd.clone(), _send_cq: send_cq.clone(), _recv_cq: recv_cq.clone(), _srq: srq.cloned() })
+        Ok(RawQp { qp, qpn, max_inline, inline_refused, send: Mutex::new(send), recv: Mutex::new(recv), _pd: pd.clone(), _send_cq: send_cq.clone(), _recv_cq: recv_cq.clone(), _srq: srq.cloned() })
     }
 
     pub fn qp_num(&self) -> u32 {
         self.qpn
+    }
+
+    /// The largest SEND posted inline: what the device granted at creation
+    /// (0 = no inline SENDs).
+    pub fn max_inline(&self) -> u32 {
+        self.max_inline
+    }
+
+    /// The inline size the device refused at creation (0 = none refused).
+    pub fn inline_refused(&self) -> u32 {
+        self.inline_refused
     }
 
     fn modify(&self, call: &str, attr: &mut sys::ibv_qp_attr, mask: u32) -> Result<()> {
@@ -277,7 +343,9 @@ impl RawQp {
 
     /// Posts `wrs` as one chain of signaled SENDs, built in the QP's send
     /// scratch under its send lock (nothing is allocated once the scratch
-    /// holds the longest chain posted). Returns the bytes posted.
+    /// holds the longest chain posted). A SEND of 1 to `max_inline()` bytes
+    /// is inline: the provider copies its payload at the post. Returns the
+    /// bytes posted.
     pub fn post_send(&self, wrs: impl IntoIterator<Item = SendWr>) -> std::result::Result<u64, PostError> {
         let mut g = self.send.lock();
         let s = &mut *g;
@@ -290,6 +358,9 @@ impl RawQp {
             r.wr_id = w.wr_id;
             r.opcode = sys::ibv_wr_opcode::IBV_WR_SEND;
             r.send_flags = sys::ibv_send_flags::IBV_SEND_SIGNALED.0;
+            if sends_inline(w.len, self.max_inline) {
+                r.send_flags |= sys::ibv_send_flags::IBV_SEND_INLINE.0;
+            }
             if w.len > 0 || w.addr != 0 {
                 r.num_sge = 1;
             }
@@ -361,6 +432,22 @@ impl Drop for RawQp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inline_only_for_payloads_up_to_the_granted_size() {
+        // Empty SENDs (fin, beacon) never; 0 = off.
+        assert!(!sends_inline(0, 128));
+        assert!(!sends_inline(1, 0));
+        assert!(!sends_inline(0, 0));
+        for len in [1, 63, 64, 127, 128] {
+            assert!(sends_inline(len, 128), "{len}");
+        }
+        for len in [129, 4096, u32::MAX] {
+            assert!(!sends_inline(len, 128), "{len}");
+        }
+        // A provider that rounded 128 up to 236 allows 236.
+        assert!(sends_inline(236, 236) && !sends_inline(237, 236));
+    }
 
     #[test]
     fn masks_match_ceph_16_2_15() {
