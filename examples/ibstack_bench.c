@@ -15,12 +15,13 @@
  *      i.e. one-way, as rstream and ib_send_lat count it) and lat_median_us,
  *      lat_min_us, lat_p99_us (also round-trip / 2).
  *
- * idle: the client opens its connection(s), makes one exchange on each, waits
- *      past the busy-poll window (1 s), then sleeps --secs S with the connections
- *      live and prints RESULT ... idle_cpu_pct=X: the CPU time of its whole process
- *      (every thread, the stack's polling thread included; getrusage) over those S
- *      seconds, as a percentage of one core. The server prints the same figure for
- *      its process over the same window.
+ * idle: the client opens its connection(s), makes one exchange on each, sends a
+ *      start byte on each, waits past the busy-poll window (1 s), then sleeps --secs S
+ *      with the connections live, sends a done byte on each and prints RESULT ...
+ *      idle_cpu_pct=X: the CPU time of its whole process (every thread, the stack's
+ *      polling thread included; getrusage) over those S seconds, as a percentage of
+ *      one core. The server prints the same figure for its process between start and
+ *      done (its window includes the client's 1 s of settling).
  *
  * Every RESULT / SERVER line also carries cpu_s=X, the process's CPU time (user +
  * system, every thread) over the timed part. Round trips are timed with the TSC on
@@ -90,6 +91,7 @@ enum wait_kind { WAIT_SPIN, WAIT_POLL };
 #define FLAG_ZC 2u
 #define READY_BYTE 'R'
 #define ACK_BYTE 'A'
+#define START_BYTE 'S'
 #define DONE_BYTE 'D'
 #define MAX_CONNS 64
 
@@ -117,6 +119,7 @@ static struct options opt;
 static ibstack_stack *g_stack; /* polled by this thread with --drive host */
 static __thread int epfd = -1;        /* epoll set holding this thread's conn fd (--wait poll) */
 static __thread unsigned long stalls; /* epoll_wait timeouts: a wakeup that never came */
+static __thread int wait_ms = 1000;   /* epoll_wait's timeout (idle mode: longer, not to be the CPU it measures) */
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -205,7 +208,7 @@ static int wait_conn(struct waiter *w) {
         if ((++w->spins & 1023) != 0) return 0;
     } else {
         struct epoll_event ev;
-        int n = epoll_wait(epfd, &ev, 1, 1000);
+        int n = epoll_wait(epfd, &ev, 1, wait_ms);
         if (n < 0 && errno != EINTR) {
             perror("ibstack_bench: epoll_wait");
             return -errno;
@@ -527,11 +530,17 @@ static int serve_one(ibstack_conn *c) {
     uint64_t t0 = ticks();
     double c0 = cpu_now();
     if (mode == MODE_IDLE) {
-        /* the client sleeps with the connection live, then sends one byte */
-        char b;
+        /* the client opens all its connections, sends one byte when its idle time starts
+         * (the others' handshakes are not idle time) and one more when it ends */
+        char b, d;
+        wait_ms = 10000;
         if (recv_all(c, &b, 1) < 0) goto out;
-        if (b != DONE_BYTE) {
-            fprintf(stderr, "ibstack_bench: idle: the client sent 0x%02x instead of done\n", (unsigned char)b);
+        t0 = ticks();
+        c0 = cpu_now();
+        if (recv_all(c, &d, 1) < 0) goto out;
+        if (b != START_BYTE || d != DONE_BYTE) {
+            fprintf(stderr, "ibstack_bench: idle: the client sent 0x%02x 0x%02x instead of start, done\n",
+                    (unsigned char)b, (unsigned char)d);
             goto out;
         }
         double secs = secs_since(t0), cpu = cpu_now() - c0;
@@ -797,6 +806,10 @@ static int run_idle(ibstack_stack *stack) {
     int ret = -1;
     while (n < opt.conns && client_open(stack, 1, 0, &c[n]) == 0) n++;
     if (n == opt.conns) {
+        char start = START_BYTE;
+        ret = 0;
+        for (unsigned i = 0; i < n && ret == 0; i++)
+            if (send_all(c[i], &start, 1) < 0) ret = -1;
         /* past the busy-poll window (ms_async_rdma_polling_us, 1 ms by default) */
         struct timespec settle = {1, 0};
         nanosleep(&settle, NULL);
@@ -805,8 +818,7 @@ static int run_idle(ibstack_stack *stack) {
         nanosleep(&d, NULL);
         double secs = mono_s() - t0, cpu = cpu_now() - c0;
         char done = DONE_BYTE;
-        ret = 0;
-        for (unsigned i = 0; i < n; i++)
+        for (unsigned i = 0; i < n && ret == 0; i++)
             if (send_all(c[i], &done, 1) < 0) ret = -1;
         if (ret == 0)
             printf("RESULT mode=idle conns=%u secs=%.3f cpu_s=%.4f idle_cpu_pct=%.3f\n", n, secs, cpu,

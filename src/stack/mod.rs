@@ -33,8 +33,13 @@ const TOKEN_TX_CQ: u64 = TOKEN_BASE + 1;
 const TOKEN_RX_CQ: u64 = TOKEN_BASE + 2;
 const TOKEN_ASYNC: u64 = TOKEN_BASE + 3;
 const TOKEN_TIMER: u64 = TOKEN_BASE + 4;
-/// How long the poller sleeps when idle before checking for shutdown.
+/// How long the poller sleeps when idle while QPs are draining or receive
+/// buffers are owed (the retries the dispatcher makes when it polls).
 const SLEEP_MS: i32 = 100;
+/// How long it sleeps when nothing is pending: every event it must act on
+/// (completions, TCP sockets, async events, deadlines, shutdown) wakes its
+/// epoll set, so the timeout is only a safety net; each wake-up costs CPU.
+const IDLE_SLEEP_MS: i32 = 1000;
 /// While busy, TCP sockets and closing connections are checked this often (µs).
 const FD_CHECK_US: u64 = 200;
 
@@ -520,6 +525,12 @@ impl Shared {
     /// Handles ready fds (TCP sockets of connections, channel events, the
     /// wake fd). Returns how many connection sockets were serviced.
     fn poll_fds(&self, timeout_ms: i32) -> Result<usize> {
+        Ok(self.poll_fds_counted(timeout_ms)?.1)
+    }
+
+    /// As [`poll_fds`](Self::poll_fds), also returning how many fds were ready:
+    /// (ready fds, connection sockets serviced).
+    fn poll_fds_counted(&self, timeout_ms: i32) -> Result<(usize, usize)> {
         // SAFETY: zeroed epoll_event is valid.
         let mut evs: [libc::epoll_event; 64] = unsafe { std::mem::zeroed() };
         let n = self.ep.wait(&mut evs, timeout_ms)?;
@@ -548,7 +559,7 @@ impl Shared {
                 }
             }
         }
-        Ok(serviced)
+        Ok((n, serviced))
     }
 
     /// Retires closing connections whose sends were all acknowledged,
@@ -604,12 +615,16 @@ impl Shared {
     fn run(self: Arc<Self>) {
         let counters = self.disp.env().counters.clone();
         let mut last_work = Stamp::now();
+        // The last sleep ended by its timeout with nothing to do: no busy-poll window after it
+        // (a 1 ms window every SLEEP_MS would be 1 % of a core for an idle stack).
+        let mut idle_wake = false;
         counters.polling.store(1, Relaxed);
         loop {
             let stopping = self.stop.load(Acquire);
             match self.iterate_guarded() {
                 Ok(true) => {
                     last_work = Stamp::now();
+                    idle_wake = false;
                     continue;
                 }
                 Ok(false) => {}
@@ -621,7 +636,7 @@ impl Shared {
             if stopping {
                 break;
             }
-            if last_work.elapsed_us() < self.polling_us {
+            if !idle_wake && last_work.elapsed_us() < self.polling_us {
                 // Busy-polling, but never at the expense of another runnable
                 // thread: the application thread this poller just woke (or
                 // the peer process) would otherwise wait for a scheduler tick
@@ -635,8 +650,10 @@ impl Shared {
                 Err(e) => log::error!("arming the completion queues: {e}"),
             }
             counters.polling.store(0, Relaxed);
-            if let Err(e) = self.poll_fds(SLEEP_MS) {
-                log::error!("polling thread: {e}");
+            let pending = self.disp.dying_count() > 0 || counters.rx_post_backlog.load(Relaxed) > 0;
+            match self.poll_fds_counted(if pending { SLEEP_MS } else { IDLE_SLEEP_MS }) {
+                Ok((events, _)) => idle_wake = events == 0,
+                Err(e) => log::error!("polling thread: {e}"),
             }
             counters.polling.store(1, Relaxed);
             last_work = Stamp::now();
