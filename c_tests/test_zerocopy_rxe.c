@@ -13,6 +13,10 @@
  *   send: TX chunks taken from the stack's pools (ibstack_stack_mem_mgr) and filled in
  *   place, then ibstack_conn_send on their buffers: the raw peer receives each as one SEND
  *   with the bytes written there;
+ *   the per-connection cap on SENDs in flight (ibstack_max_inflight_per_conn = 16) holds for
+ *   zero-copy sends too: with the peer's receive queue used up (its SENDs wait in RNR
+ *   retries), a TX chunk sent past the cap is -EAGAIN and stays the caller's; once the peer
+ *   posts receives again, every byte arrives in order;
  *   close with chunks still lent: close gives them back (RX pool at its baseline).
  * usage: test_zerocopy_rxe thread|host srq|nosrq */
 #include "raw_conn.h"
@@ -23,6 +27,7 @@
 #define SENDS 3000u
 #define HOLD 24u
 #define TX_SENDS 400u
+#define CAP 16u /* ibstack_max_inflight_per_conn of this test */
 
 typedef struct {
     raw_peer p;
@@ -79,7 +84,7 @@ static uint32_t send_len(unsigned i) {
 }
 
 static void run(int hd, int srq) {
-    const char *extra[] = {"ibstack_stack_thread", hd ? "false" : "true", NULL};
+    const char *extra[] = {"ibstack_stack_thread", hd ? "false" : "true", "ibstack_max_inflight_per_conn", "16", NULL};
     ibstack_stack *s;
     CHECK_RC(stack_open(&s, srq, extra), 0, "stack (%s, %s)", hd ? "host-driven" : "polling thread", srq ? "SRQ" : "per-QP RQ");
     if (!s) return;
@@ -250,6 +255,55 @@ static void run(int hd, int srq) {
     for (double until = now_s() + 10; stack_mem(s).tx_in_use > before_tx.tx_in_use && now_s() < until;) service(&k);
     CHECK(stack_mem(s).tx_in_use == before_tx.tx_in_use, "the sent chunks went back to the pool (tx_in_use %llu)",
           (unsigned long long)stack_mem(s).tx_in_use);
+
+    /* ---- the cap on SENDs in flight, for zero-copy sends: the peer stops reposting receives */
+    if (rc == 0) {
+        ibstack_mem_stats before_cap = stack_mem(s);
+        uint64_t cap_off = 0, accepted = 0, rx_bytes1 = k.rx_bytes;
+        csum cap_sum = {0, 0};
+        k.rx_sum = (csum){0, 0};
+        ibstack_chunk *ch = NULL;
+        ptrdiff_t w = 0;
+        /* NRECV SENDs fill the peer's posted receives, CAP more wait in RNR retries */
+        for (unsigned i = 0; i < NRECV + 4 * CAP && rc == 0; i++) {
+            size_t got_n = 0;
+            if (!ch) {
+                int r = ibstack_mem_mgr_get_tx_chunks(mm, 1, &ch, 1, &got_n);
+                if (r || got_n != 1) {
+                    printf("# ibstack_mem_mgr_get_tx_chunks: %d %s\n", r, h_last_error());
+                    rc = r ? r : -EIO;
+                    break;
+                }
+            }
+            memcpy(ibstack_chunk_buffer(ch), pat_at(7, cap_off), 1000);
+            /* the stack sees the completions of what the peer took (the peer itself is not serviced) */
+            for (double until = now_s() + 1; (w = ibstack_conn_send(c, ibstack_chunk_buffer(ch), 1000)) == -EAGAIN &&
+                                              now_s() < until;)
+                if (hd) hd_poll(s);
+                else usleep(200);
+            if (w == -EAGAIN) break; /* no progress for 1 s: the cap (or the bug of a missing cap) */
+            if (w != 1000) {
+                printf("# ibstack_conn_send(TX chunk): %td %s\n", w, h_last_error());
+                rc = w < 0 ? (int)w : -EIO;
+                break;
+            }
+            csum_add(&cap_sum, pat_at(7, cap_off), 1000);
+            cap_off += 1000;
+            accepted++;
+            ch = NULL;
+        }
+        uint64_t in_use = stack_mem(s).tx_in_use - before_cap.tx_in_use - (ch ? 1 : 0);
+        CHECK(w == -EAGAIN && ch, "with the peer's receives used up, a TX chunk sent past the cap is -EAGAIN and stays the caller's "
+              "(%llu accepted, then %td: %s)", (unsigned long long)accepted, w, w < 0 ? h_last_error() : "");
+        CHECK(in_use <= CAP && accepted <= NRECV + CAP,
+              "the connection holds at most %u TX chunks in flight (%llu; %llu accepted against %u receives posted)", CAP,
+              (unsigned long long)in_use, (unsigned long long)accepted, NRECV);
+        if (ch) ibstack_mem_mgr_return_tx(mm, &ch, 1);
+        for (double until = now_s() + 20; k.rx_bytes - rx_bytes1 < cap_off && now_s() < until;) service(&k);
+        CHECK(k.rx_bytes - rx_bytes1 == cap_off && csum_value(&k.rx_sum) == csum_value(&cap_sum),
+              "after the peer posts receives again, every byte arrives in order (%llu of %llu B)",
+              (unsigned long long)(k.rx_bytes - rx_bytes1), (unsigned long long)cap_off);
+    }
 
     /* ---- close with chunks still lent: close gives them back */
     printf("# closing with %u chunks still lent\n", nheld);

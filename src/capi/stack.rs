@@ -367,7 +367,8 @@ pub unsafe extern "C" fn ibstack_conn_error_message(conn: *const ibstack_conn, b
 }
 
 /// Copies up to `len` bytes into TX chunks and posts them (a buffer that is
-/// exactly a TX chunk owned by the caller is posted without a copy). Returns
+/// exactly a TX chunk owned by the caller is posted without a copy, and is the
+/// stack's from then on; refused with -EAGAIN, it stays the caller's). Returns
 /// the bytes accepted (possibly fewer than `len`), -EAGAIN while the
 /// handshake is pending or when TX chunks (or this connection's share,
 /// ibstack_max_inflight_per_conn) run out — ibstack_conn_fd fires when they

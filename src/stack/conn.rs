@@ -515,7 +515,20 @@ impl Conn {
         if let [data] = bufs {
             if let Some(ch) = tx.chunk_by_buffer(data.as_ptr()) {
                 if ch.buffer() as *const u8 == data.as_ptr() && data.len() <= ch.capacity() as usize && ch.is_held() {
-                    self.post_corked(&mut s)?;
+                    // Within the connection's SEND budget like every other SEND; bytes
+                    // coalesced earlier go first. Refused, the chunk stays the caller's.
+                    let mut budget = self.budget();
+                    if budget == 0 {
+                        self.park();
+                        budget = self.budget();
+                    }
+                    if budget > 0 && s.corked.is_some() {
+                        self.post_corked(&mut s)?;
+                        budget = self.budget();
+                    }
+                    if budget == 0 {
+                        return Err(Error::new(libc::EAGAIN, "this connection has its maximum of TX chunks in flight"));
+                    }
                     ch.set_offset(data.len() as u32);
                     self.qp.post_chunks(std::iter::once(ch)).map_err(|pe| pe.err)?;
                     return Ok(data.len());
