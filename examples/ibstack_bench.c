@@ -718,6 +718,7 @@ struct bw_worker {
     pthread_barrier_t *go;
     uint32_t iters;
     uint64_t t_start, t_end;
+    unsigned long stalls;
     int rc;
 };
 
@@ -754,6 +755,7 @@ static void *bw_thread(void *arg) {
     }
     w->rc = 0;
 out:
+    w->stalls = stalls;
     if (mm) ibstack_mem_mgr_free(mm);
     if (c) ibstack_conn_close(c);
     if (epfd >= 0) {
@@ -783,8 +785,10 @@ static int run_bw(ibstack_stack *stack) {
     double c0 = cpu_now();
     int ret = 0;
     uint64_t t0 = UINT64_MAX, t1 = 0;
+    unsigned long all_stalls = 0;
     for (unsigned i = 0; i < n; i++) {
         pthread_join(w[i].th, NULL);
+        all_stalls += w[i].stalls;
         if (w[i].rc != 0) ret = -1;
         if (w[i].t_start < t0) t0 = w[i].t_start;
         if (w[i].t_end > t1) t1 = w[i].t_end;
@@ -793,9 +797,9 @@ static int run_bw(ibstack_stack *stack) {
     if (ret != 0) return -1;
     double secs = (double)(t1 - t0) * tick_s;
     uint64_t total = (uint64_t)opt.size * opt.iters;
-    printf("RESULT mode=bw%s conns=%u size=%zu iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f cpu_s=%.4f\n",
+    printf("RESULT mode=bw%s conns=%u size=%zu iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f cpu_s=%.4f stalls=%lu\n",
            opt.zc ? " zc=1" : "", n, opt.size, opt.iters, total, secs, (double)total / secs / 1048576.0,
-           cpu_now() - c0);
+           cpu_now() - c0, all_stalls);
     fflush(stdout);
     return 0;
 }
