@@ -349,9 +349,10 @@ run_targets() {
     fi
 }
 
-# The targets table from $RESULTS: every target with the measured ratio and met / missed.
-targets_table() {
-    awk -v sizes="$SIZES" -v mcs="$MC_SIZE" -v mcn="$MC_CONNS" '
+# awk functions shared by the tables: the per-cell medians of $RESULTS (collected by the rule at
+# the end), printed cells and size labels. median(key) is "" without a figure, "fail" when every run
+# of the cell failed, else the number.
+AWK_MEDIANS='
 function median(key,    n, i, j, v, t, a) {
     n = 0
     if (!(key in vals)) return ""
@@ -361,19 +362,26 @@ function median(key,    n, i, j, v, t, a) {
     for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
     return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
-function m(c, metric, s) { return median(c SUBSEP metric SUBSEP s) }
-# CPU seconds per GiB of the transfer: (whole run - setup baseline) / GiB moved
-function cpu(c, s,    a, b, g) {
-    a = m(c, "cpu_s", s); b = m(c, "cpu0", s); g = m(c, "gib", s)
-    if (!num(a) || !num(b) || !num(g) || g == 0) return "fail"
-    return (a - b) / g
-}
+function num(x) { return x != "" && x != "fail" }
+function cell(x) { if (x == "") return "-"; if (x == "fail") return "fail"; return sprintf("%.2f", x) }
 function label(s) {
     if (s % 1048576 == 0) return sprintf("%d MiB", s / 1048576)
     if (s % 1024 == 0) return sprintf("%d KiB", s / 1024)
     return sprintf("%d B", s)
 }
-function num(x) { return x != "" && x != "fail" }
+# CPU seconds per GiB of a transfer: (whole run - setup baseline) / GiB moved (targets mode)
+function cpu(c, s,    a, b, g) {
+    a = median(c SUBSEP "cpu_s" SUBSEP s); b = median(c SUBSEP "cpu0" SUBSEP s); g = median(c SUBSEP "gib" SUBSEP s)
+    if (!num(a) || !num(b) || !num(g) || g == 0) return "fail"
+    return (a - b) / g
+}
+{ k = $1 SUBSEP $2 SUBSEP $3; vals[k] = (k in vals) ? vals[k] " " $4 : $4 }
+'
+
+# The targets table from $RESULTS: every target with the measured ratio and met / missed.
+targets_table() {
+    awk -v sizes="$SIZES" -v mcs="$MC_SIZE" -v mcn="$MC_CONNS" "$AWK_MEDIANS"'
+function m(c, metric, s) { return median(c SUBSEP metric SUBSEP s) }
 # one row: what, size, ibstack figure, reference figure, ratio wanted (op, bound)
 function row(what, sz, a, b, op, bound,    r, ok) {
     if (!num(a) || !num(b) || b == 0) { printf "%-44s %-7s %10s %10s %7s %3s %-5s %s\n", what, sz, num(a) ? sprintf("%.2f", a) : "fail", num(b) ? sprintf("%.2f", b) : "fail", "-", op, bound, "not measured"; missed++; return }
@@ -382,7 +390,6 @@ function row(what, sz, a, b, op, bound,    r, ok) {
     printf "%-44s %-7s %10.2f %10.2f %7.2f %3s %-5s %s\n", what, sz, a, b, r, op, bound, ok ? "met" : "MISSED"
     if (ok) met++; else missed++
 }
-{ k = $1 SUBSEP $2 SUBSEP $3; vals[k] = (k in vals) ? vals[k] " " $4 : $4 }
 END {
     n = split(sizes, S, " ")
     printf "%-44s %-7s %10s %10s %7s %-9s %s\n", "target (ibstack / reference)", "size", "ibstack", "reference", "ratio", "wanted", "met?"
@@ -404,31 +411,7 @@ END {
 
 # medians per contender and size (targets mode)
 contender_table() {
-    awk -v sizes="$SIZES" '
-function median(key,    n, i, j, v, t, a) {
-    n = 0
-    if (!(key in vals)) return "-"
-    split(vals[key], a, " ")
-    for (i in a) if (a[i] != "NA") v[++n] = a[i] + 0
-    if (n == 0) return "fail"
-    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
-    return sprintf("%.2f", (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2)
-}
-function raw(key,    n, i, j, v, t, a) {
-    n = 0
-    if (!(key in vals)) return ""
-    split(vals[key], a, " ")
-    for (i in a) if (a[i] != "NA") v[++n] = a[i] + 0
-    if (n == 0) return ""
-    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
-    return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-}
-function cpu(c, s,    a, b, g) {
-    a = raw(c SUBSEP "cpu_s" SUBSEP s); b = raw(c SUBSEP "cpu0" SUBSEP s); g = raw(c SUBSEP "gib" SUBSEP s)
-    if (a == "" || b == "" || g == "" || g == 0) return "-"
-    return sprintf("%.2f", (a - b) / g)
-}
-{ k = $1 SUBSEP $2 SUBSEP $3; vals[k] = (k in vals) ? vals[k] " " $4 : $4 }
+    awk -v sizes="$SIZES" "$AWK_MEDIANS"'
 END {
     nc = split("ib_copy ib_zc ib_ceph ib_send_bw rstream", C, " ")
     ns = split(sizes, S, " ")
@@ -436,9 +419,9 @@ END {
     for (i = 1; i <= nc; i++) for (j = 1; j <= ns; j++) {
         c = C[i]; s = S[j]
         lc = c == "ib_send_bw" ? "ib_send_lat" : c
-        printf "%-11s %-8s %10s %12s %12s %12s\n", c, s, median(c SUBSEP "bw" SUBSEP s), cpu(c, s),
-               c == "rstream" ? "-" : median(lc SUBSEP "lat" SUBSEP s),
-               c == "rstream" ? median("rstream" SUBSEP "lat" SUBSEP s) : c == "ib_send_bw" ? "-" : median(c SUBSEP "lat_avg" SUBSEP s)
+        printf "%-11s %-8s %10s %12s %12s %12s\n", c, s, cell(median(c SUBSEP "bw" SUBSEP s)), cell(cpu(c, s)),
+               c == "rstream" ? "-" : cell(median(lc SUBSEP "lat" SUBSEP s)),
+               c == "rstream" ? cell(median("rstream" SUBSEP "lat" SUBSEP s)) : c == "ib_send_bw" ? "-" : cell(median(c SUBSEP "lat_avg" SUBSEP s))
     }
 }' "$RESULTS"
 }
@@ -503,24 +486,8 @@ echo "medians of $ROUNDS round(s); bandwidth in MiB/s (2^20 B/s, whole run); rat
 echo "latency in us, one-way = round-trip / 2 for all three: ibstack median vs ib_send_lat t_typical;"
 echo "  rstream reports only a mean, so it is set against ibstack's mean; ratio = ibstack / other (latency: lower is better)"
 have_ib=0; [ -n "$IBSTACK_BIN" ] && have_ib=1
-awk -v sizes="$SIZES" -v have_ib="$have_ib" '
-function median(key,    n, i, j, v, t, a) {
-    n = 0
-    if (!(key in vals)) return ""
-    split(vals[key], a, " ")
-    for (i in a) if (a[i] != "NA") v[++n] = a[i] + 0
-    if (n == 0) return "fail"
-    for (i = 2; i <= n; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t }
-    return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
-}
-function cell(x) { if (x == "") return "-"; if (x == "fail") return "fail"; return sprintf("%.2f", x) }
-function ratio(a, b) { if (a == "" || b == "" || a == "fail" || b == "fail" || b == 0) return "-"; return sprintf("%.2f", a / b) }
-function label(s) {
-    if (s % 1048576 == 0) return sprintf("%d MiB", s / 1048576)
-    if (s % 1024 == 0) return sprintf("%d KiB", s / 1024)
-    return sprintf("%d B", s)
-}
-{ k = $1 SUBSEP $2 SUBSEP $3; vals[k] = (k in vals) ? vals[k] " " $4 : $4 }
+awk -v sizes="$SIZES" -v have_ib="$have_ib" "$AWK_MEDIANS"'
+function ratio(a, b) { if (!num(a) || !num(b) || b == 0) return "-"; return sprintf("%.2f", a / b) }
 END {
     printf "%-8s %9s %10s %6s %9s %6s | %9s %11s %6s | %9s %9s %6s\n", "", "ibstack", "ib_send_bw", "", "rstream", "",
            "ibstack", "ib_send_lat", "", "ibstack", "rstream", ""
