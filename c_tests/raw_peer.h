@@ -89,6 +89,30 @@ static inline int raw_post_recv(raw_peer *p, unsigned i) {
     return ibv_post_recv(p->qp, &wr, &bad);
 }
 
+/* One poll of the peer's CQ. An error completion is counted in *errors (the first three are
+ * printed) and skipped; a send completion calls on_send (may be NULL); a receive calls on_recv
+ * with its bytes (len 0: a close SEND), then its buffer is posted again. Returns how many
+ * completions there were. */
+static inline int raw_poll(raw_peer *p, uint64_t *errors, void *ctx, void (*on_recv)(void *ctx, const uint8_t *data, uint32_t len),
+                           void (*on_send)(void *ctx)) {
+    struct ibv_wc wc[32];
+    int n = ibv_poll_cq(p->cq, 32, wc);
+    for (int i = 0; i < n; i++) {
+        if (wc[i].status != IBV_WC_SUCCESS) {
+            if ((*errors)++ < 3) printf("# raw peer completion %s (opcode %d)\n", ibv_wc_status_str(wc[i].status), wc[i].opcode);
+            continue;
+        }
+        if (!(wc[i].opcode & IBV_WC_RECV)) {
+            if (on_send) on_send(ctx);
+            continue;
+        }
+        unsigned b = (unsigned)wc[i].wr_id;
+        on_recv(ctx, p->buf + (size_t)b * p->bufsize, wc[i].byte_len);
+        if (raw_post_recv(p, b) && (*errors)++ < 3) printf("# raw peer: ibv_post_recv failed\n");
+    }
+    return n;
+}
+
 static inline void raw_close(raw_peer *p) {
     if (p->qp) ibv_destroy_qp(p->qp);
     if (p->mr) ibv_dereg_mr(p->mr);

@@ -37,28 +37,20 @@ typedef struct {
 } sink;
 
 /* takes what the raw peer received and reposts its buffers */
-static void sink_poll(sink *k) {
-    struct ibv_wc wc[32];
-    int n = ibv_poll_cq(k->p.cq, 32, wc);
-    for (int i = 0; i < n; i++) {
-        if (wc[i].status != IBV_WC_SUCCESS) {
-            if (k->errors++ < 3) printf("# raw peer completion %s (opcode %d)\n", ibv_wc_status_str(wc[i].status), wc[i].opcode);
-            continue;
-        }
-        if (!(wc[i].opcode & IBV_WC_RECV)) continue;
-        unsigned b = (unsigned)wc[i].wr_id;
-        if (wc[i].byte_len == 0) {
-            k->fin++;
-        } else {
-            if (k->fin) k->after_fin++;
-            csum_add(&k->sum, k->p.buf + (size_t)b * BUFSZ, wc[i].byte_len);
-            k->bytes += wc[i].byte_len;
-            k->sends++;
-            if (wc[i].byte_len > k->max_len) k->max_len = wc[i].byte_len;
-        }
-        if (raw_post_recv(&k->p, b) && k->errors++ < 3) printf("# raw peer: ibv_post_recv failed\n");
+static void sink_recv(void *ctx, const uint8_t *data, uint32_t len) {
+    sink *k = ctx;
+    if (len == 0) {
+        k->fin++;
+        return;
     }
+    if (k->fin) k->after_fin++;
+    csum_add(&k->sum, data, len);
+    k->bytes += len;
+    k->sends++;
+    if (len > k->max_len) k->max_len = len;
 }
+
+static void sink_poll(sink *k) { raw_poll(&k->p, &k->errors, k, sink_recv, NULL); }
 
 static uint64_t tx_chunks(const ibstack_stack *s) {
     ibstack_counters c;

@@ -31,32 +31,25 @@
 
 typedef struct {
     raw_peer p;
-    unsigned send_inflight, send_next, errors;
-    uint64_t rx_bytes, rx_sends, rx_bad_len;
+    unsigned send_inflight, send_next;
+    uint64_t errors, rx_bytes, rx_sends, rx_bad_len;
     csum rx_sum;
 } peer;
 
 static ibstack_stack *g_s;
 static int g_hd;
 
+static void peer_recv(void *ctx, const uint8_t *data, uint32_t len) {
+    peer *k = ctx;
+    csum_add(&k->rx_sum, data, len);
+    k->rx_bytes += len;
+    k->rx_sends++;
+}
+
+static void peer_sent(void *ctx) { ((peer *)ctx)->send_inflight--; }
+
 static void service(peer *k) {
-    struct ibv_wc wc[32];
-    int n = ibv_poll_cq(k->p.cq, 32, wc);
-    for (int i = 0; i < n; i++) {
-        if (wc[i].status != IBV_WC_SUCCESS) {
-            if (k->errors++ < 3) printf("# raw peer completion %s (opcode %d)\n", ibv_wc_status_str(wc[i].status), wc[i].opcode);
-            continue;
-        }
-        if (!(wc[i].opcode & IBV_WC_RECV)) {
-            k->send_inflight--;
-            continue;
-        }
-        unsigned b = (unsigned)wc[i].wr_id;
-        csum_add(&k->rx_sum, k->p.buf + (size_t)b * BUFSZ, wc[i].byte_len);
-        k->rx_bytes += wc[i].byte_len;
-        k->rx_sends++;
-        if (raw_post_recv(&k->p, b) && k->errors++ < 3) printf("# raw peer: ibv_post_recv failed\n");
-    }
+    raw_poll(&k->p, &k->errors, k, peer_recv, peer_sent);
     if (g_hd) hd_poll(g_s);
 }
 
