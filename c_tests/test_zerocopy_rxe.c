@@ -1,5 +1,9 @@
 /* Zero-copy at the connection level, run in the VM, against a peer written on libibverbs
  * alone that speaks Ceph's async+rdma format by hand (raw_peer.h):
+ *   fd wake-up: with CAP - 1 SENDs stuck in RNR retries and bytes coalesced behind them, a
+ *   TX chunk sent is -EAGAIN (the coalesced bytes took the last SEND of the budget); the
+ *   connection's fd fires once the peer takes the SENDs, and the peer gets the coalesced
+ *   bytes, then the chunk;
  *   receive: the raw peer sends 3000 SENDs of 1..16384 B (a checksummed pattern stream);
  *   ibstack lends them with ibstack_conn_recv_chunks (one chunk = one SEND, stream order),
  *   the test keeps up to 24 lent and gives them back in a shuffled order with
@@ -31,6 +35,7 @@
 
 typedef struct {
     raw_peer p;
+    ibstack_conn *c; /* the stack's end */
     unsigned send_inflight, send_next;
     uint64_t errors, rx_bytes, rx_sends, rx_bad_len;
     csum rx_sum;
@@ -76,6 +81,113 @@ static uint32_t send_len(unsigned i) {
     }
 }
 
+/* gets a TX chunk from the stack's pools and sends `len` bytes of pattern `seed` at `off` from it,
+ * retrying -EAGAIN for `secs` (servicing the peer when `serve`); returns what the last send returned,
+ * the chunk staying in *ch while it is refused */
+static ptrdiff_t zc_send(ibstack_mem_mgr *mm, ibstack_chunk **ch, peer *k, int serve, int seed, uint64_t off, uint32_t len,
+                         double secs) {
+    if (!*ch) {
+        size_t got_n = 0;
+        int r = ibstack_mem_mgr_get_tx_chunks(mm, 1, ch, 1, &got_n);
+        if (r || got_n != 1) {
+            printf("# ibstack_mem_mgr_get_tx_chunks: %d (%zu) %s\n", r, got_n, h_last_error());
+            *ch = NULL;
+            return r ? r : -EIO;
+        }
+    }
+    memcpy(ibstack_chunk_buffer(*ch), pat_at(seed, off), len);
+    ptrdiff_t w;
+    for (double until = now_s() + secs; (w = ibstack_conn_send(k->c, ibstack_chunk_buffer(*ch), len)) == -EAGAIN &&
+                                        now_s() < until;) {
+        if (serve) raw_poll(&k->p, &k->errors, k, peer_recv, peer_sent);
+        if (g_hd) hd_poll(g_s);
+        else usleep(200);
+    }
+    if (w == (ptrdiff_t)len) *ch = NULL;
+    return w;
+}
+
+/* A zero-copy send refused at the cap must leave the connection waiting for its fd. The case:
+ * CAP - 1 SENDs in flight (the peer's receives used up, they wait in RNR retries), bytes
+ * coalesced behind them, then a TX chunk: the coalesced bytes take the last SEND of the budget
+ * and the chunk is -EAGAIN. Once the peer posts receives again and the SENDs complete, the
+ * connection's fd fires, and the chunk goes out after the coalesced bytes. */
+static int fd_wake_phase(ibstack_stack *s, peer *k) {
+    ibstack_conn *c = k->c;
+    ibstack_mem_mgr *mm = NULL;
+    CHECK_RC(ibstack_stack_mem_mgr(s, &mm), 0, "fd wake-up: the stack's pools");
+    if (!mm) return -EIO;
+    int fd = ibstack_conn_fd(c);
+    ibstack_mem_stats before = stack_mem(s);
+    uint64_t off = 0, rx0 = k->rx_bytes;
+    csum sum = {0, 0};
+    k->rx_sum = (csum){0, 0};
+    ibstack_chunk *ch = NULL;
+    ptrdiff_t w = 0;
+    int rc = 0;
+    /* NRECV SENDs take the peer's posted receives, CAP - 1 more wait in RNR retries */
+    for (unsigned i = 0; i < NRECV + CAP - 1; i++) {
+        if ((w = zc_send(mm, &ch, k, 0, 11, off, 1000, 5)) != 1000) {
+            printf("# fd wake-up: ibstack_conn_send(TX chunk) %u: %td %s\n", i, w, h_last_error());
+            rc = w < 0 ? (int)w : -EIO;
+            break;
+        }
+        csum_add(&sum, pat_at(11, off), 1000);
+        off += 1000;
+    }
+    uint64_t flying = 0;
+    for (double until = now_s() + 5; rc == 0 && now_s() < until;) {
+        flying = stack_mem(s).tx_in_use - before.tx_in_use;
+        if (flying <= CAP - 1) break;
+        if (g_hd) hd_poll(s);
+        else usleep(200);
+    }
+    CHECK(rc == 0 && flying == CAP - 1, "fd wake-up: %u SENDs accepted, %u of them in flight (%llu)", NRECV + CAP - 1, CAP - 1,
+          (unsigned long long)flying);
+    /* nothing to read: -EAGAIN resets the fd (the first may keep it readable once for a wake-up
+     * the host has not looked at yet: TX chunks back after an earlier -EAGAIN) */
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    uint8_t b;
+    ptrdiff_t r = 0;
+    for (int i = 0; i < 3 && (i == 0 || poll(&p, 1, 0) != 0); i++) r = ibstack_conn_recv(c, &b, 1);
+    CHECK(r == -EAGAIN && poll(&p, 1, 0) == 0, "fd wake-up: nothing to read yet (%td), the fd is quiet", r);
+    static uint8_t small[100];
+    memcpy(small, pat_at(11, off), sizeof small);
+    w = ibstack_conn_send(c, small, sizeof small);
+    CHECK(w == (ptrdiff_t)sizeof small, "fd wake-up: 100 B written with SENDs in flight are coalesced (%td)", w);
+    if (w == (ptrdiff_t)sizeof small) {
+        csum_add(&sum, small, sizeof small);
+        off += sizeof small;
+    }
+    w = zc_send(mm, &ch, k, 0, 11, off, 1000, 0);
+    CHECK(w == -EAGAIN && ch, "fd wake-up: the coalesced bytes take the last SEND of the budget; the TX chunk is -EAGAIN (%td)", w);
+    CHECK(poll(&p, 1, 0) == 0, "fd wake-up: the fd stays quiet while nothing completes");
+    int fired = 0;
+    double t0 = now_s();
+    for (double until = t0 + 5; !fired && now_s() < until;) {
+        raw_poll(&k->p, &k->errors, k, peer_recv, peer_sent);
+        if (g_hd) hd_poll(s);
+        p.revents = 0;
+        fired = poll(&p, 1, 2) == 1 && (p.revents & POLLIN);
+    }
+    CHECK(fired, "fd wake-up: the connection's fd fires once the peer takes the SENDs (%.3f s)", now_s() - t0);
+    if (ch) {
+        w = zc_send(mm, &ch, k, 1, 11, off, 1000, 5);
+        CHECK(w == 1000, "fd wake-up: then the TX chunk is accepted (%td)", w);
+        if (w == 1000) {
+            csum_add(&sum, pat_at(11, off), 1000);
+            off += 1000;
+        }
+    }
+    if (ch) ibstack_mem_mgr_return_tx(mm, &ch, 1);
+    for (double until = now_s() + 20; k->rx_bytes - rx0 < off && now_s() < until;) service(k);
+    CHECK(k->rx_bytes - rx0 == off && csum_value(&k->rx_sum) == csum_value(&sum),
+          "fd wake-up: the peer got every byte in order, the coalesced ones before the chunk (%llu of %llu B)",
+          (unsigned long long)(k->rx_bytes - rx0), (unsigned long long)off);
+    ibstack_mem_mgr_free(mm);
+    return rc;
+}
+
 static void run(int hd, int srq) {
     const char *extra[] = {"ibstack_stack_thread", hd ? "false" : "true", "ibstack_max_inflight_per_conn", "16", NULL};
     ibstack_stack *s;
@@ -94,6 +206,8 @@ static void run(int hd, int srq) {
     int up = raw_conn_open(&wire, s, hd, &k.p);
     ibstack_conn *c = wire.c;
     if (!up) goto out;
+    k.c = c;
+    fd_wake_phase(s, &k);
 
     /* ---- receive: lent chunks, shuffled give-backs */
     uint64_t sent_off = 0, got = 0, partial_reads = 0, partial_ok = 0, bad_len = 0, bad_order = 0, lent_total = 0;
@@ -259,21 +373,8 @@ static void run(int hd, int srq) {
         ptrdiff_t w = 0;
         /* NRECV SENDs fill the peer's posted receives, CAP more wait in RNR retries */
         for (unsigned i = 0; i < NRECV + 4 * CAP && rc == 0; i++) {
-            size_t got_n = 0;
-            if (!ch) {
-                int r = ibstack_mem_mgr_get_tx_chunks(mm, 1, &ch, 1, &got_n);
-                if (r || got_n != 1) {
-                    printf("# ibstack_mem_mgr_get_tx_chunks: %d %s\n", r, h_last_error());
-                    rc = r ? r : -EIO;
-                    break;
-                }
-            }
-            memcpy(ibstack_chunk_buffer(ch), pat_at(7, cap_off), 1000);
             /* the stack sees the completions of what the peer took (the peer itself is not serviced) */
-            for (double until = now_s() + 1; (w = ibstack_conn_send(c, ibstack_chunk_buffer(ch), 1000)) == -EAGAIN &&
-                                              now_s() < until;)
-                if (hd) hd_poll(s);
-                else usleep(200);
+            w = zc_send(mm, &ch, &k, 0, 7, cap_off, 1000, 1);
             if (w == -EAGAIN) break; /* no progress for 1 s: the cap (or the bug of a missing cap) */
             if (w != 1000) {
                 printf("# ibstack_conn_send(TX chunk): %td %s\n", w, h_last_error());
@@ -283,7 +384,6 @@ static void run(int hd, int srq) {
             csum_add(&cap_sum, pat_at(7, cap_off), 1000);
             cap_off += 1000;
             accepted++;
-            ch = NULL;
         }
         uint64_t in_use = stack_mem(s).tx_in_use - before_cap.tx_in_use - (ch ? 1 : 0);
         CHECK(w == -EAGAIN && ch, "with the peer's receives used up, a TX chunk sent past the cap is -EAGAIN and stays the caller's "

@@ -517,18 +517,7 @@ impl Conn {
                 if ch.buffer() as *const u8 == data.as_ptr() && data.len() <= ch.capacity() as usize && ch.is_held() {
                     // Within the connection's SEND budget like every other SEND; bytes
                     // coalesced earlier go first. Refused, the chunk stays the caller's.
-                    let mut budget = self.budget();
-                    if budget == 0 {
-                        self.park();
-                        budget = self.budget();
-                    }
-                    if budget > 0 && s.corked.is_some() {
-                        self.post_corked(&mut s)?;
-                        budget = self.budget();
-                    }
-                    if budget == 0 {
-                        return Err(Error::new(libc::EAGAIN, "this connection has its maximum of TX chunks in flight"));
-                    }
+                    self.budget_after_corked(&mut s)?;
                     ch.set_offset(data.len() as u32);
                     self.qp.post_chunks(std::iter::once(ch)).map_err(|pe| pe.err)?;
                     return Ok(data.len());
@@ -553,25 +542,7 @@ impl Conn {
                 return Ok(taken);
             }
         }
-        // Bytes coalesced earlier go first, as one more SEND within the
-        // budget (were they posted regardless, a writer alternating small and
-        // large writes would take the whole pool past a stalled peer).
-        let mut budget = self.budget();
-        if budget == 0 {
-            self.park();
-            budget = self.budget();
-        }
-        if budget > 0 && s.corked.is_some() {
-            self.post_corked(&mut s)?;
-            budget = self.budget();
-            if budget == 0 {
-                self.park();
-                budget = self.budget();
-            }
-        }
-        if budget == 0 {
-            return Err(Error::new(libc::EAGAIN, "this connection has its maximum of TX chunks in flight"));
-        }
+        let budget = self.budget_after_corked(&mut s)?;
         let want = total.div_ceil(bs).min(budget).min(MAX_CHUNKS_PER_SEND);
         let bytes = (want * bs).min(total);
         let chunks = &mut s.chunks;
@@ -620,18 +591,42 @@ impl Conn {
         self.shared.max_inflight.saturating_sub(self.qp.tx_outstanding()) as usize
     }
 
+    /// The budget, or EAGAIN with the connection parked (its fd fires when
+    /// SENDs complete). Looked at again after parking: a completion that came
+    /// in between would not wake it.
+    fn budget_or_park(&self) -> Result<usize> {
+        let budget = self.budget();
+        if budget > 0 {
+            return Ok(budget);
+        }
+        self.park();
+        match self.budget() {
+            0 => Err(Error::new(libc::EAGAIN, "this connection has its maximum of TX chunks in flight")),
+            b => Ok(b),
+        }
+    }
+
+    /// The budget left for a new SEND once the bytes coalesced earlier went
+    /// out as one SEND of their own (they go first, within the budget: were
+    /// they posted regardless, a writer alternating small and large writes
+    /// would take the whole pool past a stalled peer). EAGAIN, parked, when
+    /// nothing is left.
+    fn budget_after_corked(&self, s: &mut SendState) -> Result<usize> {
+        let budget = self.budget_or_park()?;
+        if s.corked.is_none() {
+            return Ok(budget);
+        }
+        self.post_corked(s)?;
+        self.budget_or_park()
+    }
+
     /// Coalescing: appends `data` (shorter than a buffer) to the corked
     /// chunk while SENDs are in flight. Some(bytes taken), or None when no
     /// TX chunk is free to cork into (the caller's normal path parks).
     fn cork(&self, s: &mut SendState, data: &[u8]) -> Result<Option<usize>> {
         if s.corked.is_some_and(|ch| ch.full()) {
             // Full and not posted yet (no budget then): post it now or wait.
-            if self.budget() == 0 {
-                self.park();
-                if self.budget() == 0 {
-                    return Err(Error::new(libc::EAGAIN, "this connection has its maximum of TX chunks in flight"));
-                }
-            }
+            self.budget_or_park()?;
             self.post_corked(s)?;
         }
         let ch = match s.corked {
