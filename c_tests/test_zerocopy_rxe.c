@@ -144,6 +144,8 @@ static int fd_wake_phase(ibstack_stack *s, peer *k) {
     }
     CHECK(rc == 0 && flying == CAP - 1, "fd wake-up: %u SENDs accepted, %u of them in flight (%llu)", NRECV + CAP - 1, CAP - 1,
           (unsigned long long)flying);
+    /* the polling thread wakes writers just after it counts their chunks back: let it finish */
+    if (!g_hd) usleep(50 * 1000);
     /* nothing to read: -EAGAIN resets the fd (the first may keep it readable once for a wake-up
      * the host has not looked at yet: TX chunks back after an earlier -EAGAIN) */
     struct pollfd p = {.fd = fd, .events = POLLIN};
