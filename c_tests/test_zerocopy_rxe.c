@@ -112,11 +112,11 @@ static ptrdiff_t zc_send(ibstack_mem_mgr *mm, ibstack_chunk **ch, peer *k, int s
  * coalesced behind them, then a TX chunk: the coalesced bytes take the last SEND of the budget
  * and the chunk is -EAGAIN. Once the peer posts receives again and the SENDs complete, the
  * connection's fd fires, and the chunk goes out after the coalesced bytes. */
-static int fd_wake_phase(ibstack_stack *s, peer *k) {
+static void fd_wake_phase(ibstack_stack *s, peer *k) {
     ibstack_conn *c = k->c;
     ibstack_mem_mgr *mm = NULL;
     CHECK_RC(ibstack_stack_mem_mgr(s, &mm), 0, "fd wake-up: the stack's pools");
-    if (!mm) return -EIO;
+    if (!mm) return;
     int fd = ibstack_conn_fd(c);
     ibstack_mem_stats before = stack_mem(s);
     uint64_t off = 0, rx0 = k->rx_bytes;
@@ -167,8 +167,7 @@ static int fd_wake_phase(ibstack_stack *s, peer *k) {
     int fired = 0;
     double t0 = now_s();
     for (double until = t0 + 5; !fired && now_s() < until;) {
-        raw_poll(&k->p, &k->errors, k, peer_recv, peer_sent);
-        if (g_hd) hd_poll(s);
+        service(k);
         p.revents = 0;
         fired = poll(&p, 1, 2) == 1 && (p.revents & POLLIN);
     }
@@ -187,7 +186,6 @@ static int fd_wake_phase(ibstack_stack *s, peer *k) {
           "fd wake-up: the peer got every byte in order, the coalesced ones before the chunk (%llu of %llu B)",
           (unsigned long long)(k->rx_bytes - rx0), (unsigned long long)off);
     ibstack_mem_mgr_free(mm);
-    return rc;
 }
 
 static void run(int hd, int srq) {
