@@ -870,11 +870,12 @@ void ibstack_stack_free(struct ibstack_stack *stack);
 // With the thread it exists too but belongs to the thread: do not wait on it.
 int ibstack_stack_fd(const struct ibstack_stack *stack);
 
-// With ibstack_stack_thread = false: runs the polling loop until idle (CQs,
-// handshakes, drains). Returns 1 while within ms_async_rdma_polling_us of
-// the last activity (busy-polling: call it again soon, do not sleep on the
-// fd), or 0 once it armed the CQs: ibstack_stack_fd will fire on new work
-// and the caller may sleep on it. -EINVAL when the stack has its own thread.
+// With ibstack_stack_thread = false: runs one pass of the polling loop
+// (a batch of completions, handshakes, drains). Returns 1 when the pass found
+// work or while within ms_async_rdma_polling_us of the last activity
+// (busy-polling: call it again soon, do not sleep on the fd), or 0 once it
+// armed the CQs: ibstack_stack_fd will fire on new work and the caller may
+// sleep on it. -EINVAL when the stack has its own thread.
 int ibstack_stack_poll(struct ibstack_stack *stack);
 
 // Counters as JSON (see ibstack_dispatcher_counters_json).

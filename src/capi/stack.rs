@@ -104,11 +104,12 @@ pub unsafe extern "C" fn ibstack_stack_fd(stack: *const ibstack_stack) -> c_int 
     ffi_boundary!({ Ok(stack_ref(stack)?.fd()) })
 }
 
-/// With ibstack_stack_thread = false: runs the polling loop until idle (CQs,
-/// handshakes, drains). Returns 1 while within ms_async_rdma_polling_us of
-/// the last activity (busy-polling: call it again soon, do not sleep on the
-/// fd), or 0 once it armed the CQs: ibstack_stack_fd will fire on new work
-/// and the caller may sleep on it. -EINVAL when the stack has its own thread.
+/// With ibstack_stack_thread = false: runs one pass of the polling loop
+/// (a batch of completions, handshakes, drains). Returns 1 when the pass found
+/// work or while within ms_async_rdma_polling_us of the last activity
+/// (busy-polling: call it again soon, do not sleep on the fd), or 0 once it
+/// armed the CQs: ibstack_stack_fd will fire on new work and the caller may
+/// sleep on it. -EINVAL when the stack has its own thread.
 #[no_mangle]
 pub unsafe extern "C" fn ibstack_stack_poll(stack: *mut ibstack_stack) -> c_int {
     ffi_boundary!({ Ok(stack_ref(stack)?.poll()? as c_int) })

@@ -185,10 +185,13 @@ impl Stack {
         self.shared.ep.fd()
     }
 
-    /// Host-driven mode: runs iterations until idle. Within
-    /// `ms_async_rdma_polling_us` of the last activity it returns `true`
+    /// Host-driven mode: one iteration. When it found work, or within
+    /// `ms_async_rdma_polling_us` of the last activity, it returns `true`
     /// ("busy: call again soon", nothing armed); after that it arms the CQs
     /// and returns `false`: the fd will fire on new work, the caller may sleep.
+    /// One pass, not a drain until idle: a host spinning on a connection gets
+    /// back to its receive as soon as a completion was delivered (the idle
+    /// pass a drain ends with was about 1 us of its 64 B latency on rxe).
     /// EINVAL when the stack has its own thread.
     pub fn poll(&self) -> Result<bool> {
         if self.shared.threaded {
@@ -198,12 +201,9 @@ impl Stack {
         }
         let sh = &self.shared;
         loop {
-            let mut worked = false;
-            while sh.iterate_guarded()? {
-                worked = true;
-            }
-            if worked {
+            if sh.iterate_guarded()? {
                 *sh.last_work.lock() = Stamp::now();
+                return Ok(true);
             }
             if sh.last_work.lock().elapsed_us() < sh.polling_us {
                 return Ok(true);
