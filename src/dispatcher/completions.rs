@@ -129,12 +129,14 @@ impl Dispatcher {
     }
 
     /// RX completions: deliver successful receives of live QPs (replenishing
-    /// one buffer each), return everything else to the pool, fault live QPs on
+    /// one buffer each; with the SRQ, in batches), return everything else to the pool, fault live QPs on
     /// errors.
     pub(super) fn handle_rx(&self, wcs: &[Wc]) {
         let c = &self.env.counters;
         c.rx_total_wc.fetch_add(wcs.len() as u64, Relaxed);
         let srq = self.env.srq.is_some();
+        // SRQ entries the completions below used: put back together (`owe_srq`).
+        let mut used = 0;
         for w in wcs {
             let Some(chunk) = self.env.mem.rx.from_wr_id(w.wr_id) else {
                 log::error!("receive completion on QP {} with wr_id {:#x} that is not an RX chunk; ignored", w.qp_num, w.wr_id);
@@ -151,10 +153,7 @@ impl Dispatcher {
                 q.rx_completed(chunk);
             }
             chunk.set_qp(0);
-            // Every completion consumed one SRQ entry: put one back.
-            if srq {
-                self.replenish(None);
-            }
+            used += 1;
             let live: Option<&Arc<QueuePair>> = qp.as_ref().filter(|q| !q.is_dead());
             if w.status == WC_SUCCESS && w.opcode == WC_OPCODE_RECV {
                 let Some(q) = live else {
@@ -163,7 +162,7 @@ impl Dispatcher {
                     continue;
                 };
                 match q.rx_delivered() {
-                    RxCap::Within if !srq => self.replenish(Some(q)),
+                    RxCap::Within if !srq => self.replenish(q),
                     RxCap::Within => {}
                     RxCap::Withhold { first } if !srq => {
                         if first {
@@ -220,6 +219,9 @@ impl Dispatcher {
                 Some(q) => self.fault_live(q, w, wc_error(w.qp_num, "receive", w)),
                 None => log::debug!("receive flushed ({}) on dead QP {}", wc_status_name(w.status), w.qp_num),
             }
+        }
+        if srq && used > 0 {
+            self.owe_srq(used);
         }
     }
 }

@@ -30,6 +30,10 @@ use std::time::Instant;
 /// Completions polled per CQ per iteration (Ceph's MAX_COMPLETIONS).
 pub const MAX_COMPLETIONS: usize = 32;
 
+/// Most SRQ entries owed before they are posted back in one call (fewer
+/// with a short receive queue: an eighth of it).
+const SRQ_REFILL_BATCH: u64 = 32;
+
 #[derive(Default)]
 struct Registry {
     /// Every QP not yet destroyed, live or draining, by QP number.
@@ -66,6 +70,10 @@ pub struct Dispatcher {
     tx_returned_in_arm: std::sync::atomic::AtomicUsize,
     /// Serializes `post_rx`; holds its list of chunks being posted.
     rx_scratch: Mutex<Vec<crate::mem::ChunkRef>>,
+    /// SRQ entries used by receive completions and not yet put back
+    /// (`owe_srq`): refilled in one post of `srq_batch`, or when idle.
+    srq_deferred: AtomicU64,
+    srq_batch: u64,
     last_async_check: Mutex<crate::cycles::Stamp>,
 }
 
@@ -108,6 +116,8 @@ impl Dispatcher {
             poll_lock: Mutex::new(Box::new([Wc::default(); MAX_COMPLETIONS])),
             tx_returned_in_arm: std::sync::atomic::AtomicUsize::new(0),
             rx_scratch: Mutex::new(Vec::with_capacity(ib_rx_queue_len as usize)),
+            srq_deferred: AtomicU64::new(0),
+            srq_batch: (ib_rx_queue_len as u64 / 8).clamp(1, SRQ_REFILL_BATCH),
             last_async_check: Mutex::new(crate::cycles::Stamp::now()),
         };
         if d.env.srq.is_some() {
@@ -229,6 +239,7 @@ impl Dispatcher {
             if self.dying_count() > 0 {
                 self.reap();
             }
+            self.refill_srq();
             self.retry_backlog();
             let mut last = self.last_async_check.lock();
             if last.elapsed_us() >= self.env.ib.config().polling_us.max(100) as u64 {
@@ -261,7 +272,9 @@ impl Dispatcher {
     /// must see comes out of the next `poll`.
     pub fn handle_rx_completions(&self, wcs: &[Wc]) {
         let _g = self.poll_lock.lock();
-        self.handle_rx(wcs)
+        self.handle_rx(wcs);
+        // this host may never call `poll`, whose idle pass would refill
+        self.refill_srq();
     }
 
     /// Completions waiting for the host.
