@@ -45,13 +45,14 @@
  *   --timeout S      give up when one operation makes no progress for S seconds
  *                    (default 60); also bounds the handshake and accept
  *   --verify         check every received byte (costs CPU; not for timing)
- *   --zc             bw mode without copies (client's flag, the server follows): the
- *                    client sends from TX chunks of the stack's pools
+ *   --zc             bw and lat modes without copies (client's flag, the server
+ *                    follows): messages go out from TX chunks of the stack's pools
  *                    (ibstack_stack_mem_mgr, ibstack_mem_mgr_get_tx_chunks) with
  *                    ibstack_conn_send on each chunk's buffer, not writing the payload
- *                    unless --verify (as perftest); the server borrows the received
+ *                    unless --verify (as perftest); the receiver borrows the received
  *                    buffers with ibstack_conn_recv_chunks and gives them back with
- *                    ibstack_conn_release_chunks
+ *                    ibstack_conn_release_chunks (lat: both ends, the server's echo
+ *                    from its own TX chunks as ib_send_lat answers from its buffer)
  *   --count N        server: serve N connections one after another, then exit (1)
  *   --conns N        bw and idle modes: N connections in parallel, one thread each
  *                    (client and server; the server serves them together). bw: each
@@ -439,8 +440,9 @@ static int zc_wait(struct waiter *w) {
     return now_s() - w->since > opt.timeout_s ? -ETIMEDOUT : 0;
 }
 
-/* message `m` of `len` bytes, one TX chunk after another, each sent from its own buffer */
-static int send_zc(ibstack_conn *c, ibstack_mem_mgr *mm, size_t len, uint64_t m) {
+/* message `m` of `len` bytes, one TX chunk after another, each sent from its own buffer
+ * (written with the pattern only when `verify`) */
+static int send_zc(ibstack_conn *c, ibstack_mem_mgr *mm, size_t len, uint64_t m, int verify) {
     size_t off = 0;
     struct waiter w = {0, 0};
     while (off < len) {
@@ -456,7 +458,7 @@ static int send_zc(ibstack_conn *c, ibstack_mem_mgr *mm, size_t len, uint64_t m)
         }
         size_t k = len - off < ibstack_chunk_capacity(ch) ? len - off : ibstack_chunk_capacity(ch);
         unsigned char *b = ibstack_chunk_buffer(ch);
-        if (opt.verify)
+        if (verify)
             for (size_t i = 0; i < k; i++) b[i] = pattern(m, off + i);
         ssize_t s;
         while ((s = ibstack_conn_send(c, b, k)) == -EAGAIN && (r = zc_wait(&w)) == 0) {}
@@ -471,12 +473,13 @@ static int send_zc(ibstack_conn *c, ibstack_mem_mgr *mm, size_t len, uint64_t m)
     return 0;
 }
 
-/* `total` bytes of messages of `size` bytes, borrowed chunk by chunk and given back */
-static int recv_zc(ibstack_conn *c, uint64_t total, uint32_t size, int verify) {
+/* `total` bytes of messages of `size` bytes, from stream byte `from` on, borrowed chunk by
+ * chunk and given back */
+static int recv_zc(ibstack_conn *c, uint64_t from, uint64_t total, uint32_t size, int verify) {
     ibstack_chunk *lent[64];
-    uint64_t got = 0;
+    uint64_t got = from, end = from + total;
     struct waiter w = {0, 0};
-    while (got < total) {
+    while (got < end) {
         ssize_t n = ibstack_conn_recv_chunks(c, lent, 64);
         if (n == 0 || n == -EAGAIN) {
             int r = wait_conn(&w);
@@ -547,7 +550,7 @@ static int serve_one(ibstack_conn *c) {
         printf("SERVER mode=idle secs=%.3f cpu_s=%.4f idle_cpu_pct=%.3f\n", secs, cpu, cpu / secs * 100.0);
     } else if (mode == MODE_BW && (flags & FLAG_ZC)) {
         uint64_t total = (uint64_t)size * iters, got = 0;
-        if (recv_zc(c, total, size, verify) < 0) goto out;
+        if (recv_zc(c, 0, total, size, verify) < 0) goto out;
         got = total;
         if (send_all(c, &ack, 1) < 0) goto out;
         double secs = secs_since(t0);
@@ -566,6 +569,22 @@ static int serve_one(ibstack_conn *c) {
         double secs = secs_since(t0);
         printf("SERVER mode=bw size=%u iters=%u bytes=%" PRIu64 " secs=%.6f bw_mib_s=%.3f cpu_s=%.4f stalls=%lu\n",
                size, iters, total, secs, (double)total / secs / 1048576.0, cpu_now() - c0, stalls);
+    } else if (flags & FLAG_ZC) {
+        /* the echo comes from TX chunks of this side's pool, written only with --verify (the
+         * pattern of message m, as the client checks it), as ib_send_lat answers from its buffer */
+        ibstack_mem_mgr *mm = NULL;
+        int rc = ibstack_stack_mem_mgr(g_stack, &mm);
+        if (rc != 0) {
+            last_error("ibstack_stack_mem_mgr", rc);
+            goto out;
+        }
+        uint64_t n = (uint64_t)warmup + iters, m = 0;
+        for (; m < n; m++)
+            if (recv_zc(c, m * size, size, size, verify) < 0 || send_zc(c, mm, size, m, verify) < 0) break;
+        ibstack_mem_mgr_free(mm);
+        if (m < n) goto out;
+        printf("SERVER mode=lat zc=1 size=%u iters=%u warmup=%u secs=%.6f cpu_s=%.4f stalls=%lu\n", size, iters,
+               warmup, secs_since(t0), cpu_now() - c0, stalls);
     } else {
         uint64_t n = (uint64_t)warmup + iters;
         for (uint64_t m = 0; m < n; m++) {
@@ -740,7 +759,7 @@ static void *bw_thread(void *arg) {
     w->t_start = ticks();
     for (uint32_t m = 0; m < w->iters; m++) {
         if (opt.zc) {
-            if (send_zc(c, mm, opt.size, m) < 0) goto out;
+            if (send_zc(c, mm, opt.size, m, opt.verify) < 0) goto out;
             continue;
         }
         if (opt.verify) fill(buf, opt.size, m);
@@ -835,6 +854,7 @@ static int run_idle(ibstack_stack *stack) {
 
 static int run_lat(ibstack_stack *stack) {
     ibstack_conn *c = NULL;
+    ibstack_mem_mgr *mm = NULL;
     int ret = -1;
     unsigned char *buf = NULL, *echo = NULL;
     double *rtt = NULL;
@@ -849,14 +869,27 @@ static int run_lat(ibstack_stack *stack) {
     }
     fill(buf, opt.size, 0);
     if (client_open(stack, opt.iters, warmup, &c) < 0) goto out;
+    int rc;
+    if (opt.zc && (rc = ibstack_stack_mem_mgr(stack, &mm)) != 0) {
+        last_error("ibstack_stack_mem_mgr", rc);
+        goto out;
+    }
 
     double total = 0, c0 = cpu_now(), m0 = mono_s();
     for (uint64_t m = 0; m < (uint64_t)warmup + opt.iters; m++) {
-        if (opt.verify) fill(buf, opt.size, m);
-        uint64_t t = ticks();
-        if (send_all(c, buf, opt.size) < 0 || recv_all(c, echo, opt.size) < 0) goto out;
+        uint64_t t;
+        if (opt.zc) {
+            /* sent from TX chunks, the echo borrowed and given back; --verify checks both in place */
+            t = ticks();
+            if (send_zc(c, mm, opt.size, m, opt.verify) < 0 || recv_zc(c, m * opt.size, opt.size, (uint32_t)opt.size, opt.verify) < 0)
+                goto out;
+        } else {
+            if (opt.verify) fill(buf, opt.size, m);
+            t = ticks();
+            if (send_all(c, buf, opt.size) < 0 || recv_all(c, echo, opt.size) < 0) goto out;
+        }
         double rt = secs_since(t);
-        if (opt.verify && memcmp(buf, echo, opt.size) != 0) {
+        if (!opt.zc && opt.verify && memcmp(buf, echo, opt.size) != 0) {
             fprintf(stderr, "ibstack_bench: the echo of message %" PRIu64 " differs from what was sent\n", m);
             goto out;
         }
@@ -874,9 +907,9 @@ static int run_lat(ibstack_stack *stack) {
     if (p99 >= opt.iters) p99 = opt.iters - 1;
     /* every figure is round-trip / 2 (one-way), in microseconds; wall_us is the timed round trips
      * by CLOCK_MONOTONIC (also one-way), a check on the TSC figures */
-    printf("RESULT mode=lat size=%zu iters=%u warmup=%u lat_us=%.2f lat_median_us=%.2f lat_min_us=%.2f "
+    printf("RESULT mode=lat%s size=%zu iters=%u warmup=%u lat_us=%.2f lat_median_us=%.2f lat_min_us=%.2f "
            "lat_p99_us=%.2f wall_us=%.2f cpu_s=%.4f stalls=%lu\n",
-           opt.size, opt.iters, warmup, total / opt.iters / 2 * 1e6, med / 2 * 1e6, rtt[0] / 2 * 1e6,
+           opt.zc ? " zc=1" : "", opt.size, opt.iters, warmup, total / opt.iters / 2 * 1e6, med / 2 * 1e6, rtt[0] / 2 * 1e6,
            rtt[p99] / 2 * 1e6, wall / opt.iters / 2 * 1e6, cpu_now() - c0, stalls);
     fflush(stdout);
     ret = 0;
@@ -884,6 +917,7 @@ out:
     free(rtt);
     free(buf);
     free(echo);
+    if (mm) ibstack_mem_mgr_free(mm);
     if (c) ibstack_conn_close(c);
     return ret;
 }

@@ -280,7 +280,8 @@ canary() {  # $1 = start|end
 # ---------------------------------------------------------------- targets (TARGETS=1)
 # Issue #15's targets in one boot. Contenders (ibstack_bench with IBSTACK_BASE plus):
 #   ib_copy  --drive host              the copying stream API, the caller's thread driving the stack
-#   ib_zc    --drive host --zc         bandwidth from TX chunks, received by borrowing (bw runs only)
+#   ib_zc    --drive host --zc         sent from TX chunks, received by borrowing (bandwidth, and
+#                                      latency in rows of its own)
 #   ib_ceph  --drive thread --wait poll  Ceph's pattern: the stack's polling thread, the application
 #                                      asleep in epoll on the connection's fd
 # against ib_send_bw / ib_send_lat and rstream; CPU per GiB from the bandwidth runs (see record_cpu).
@@ -315,12 +316,13 @@ run_targets() {
                 k=$((k + 1))
             done
             k=0
-            while [ $k -lt 4 ]; do
-                case $(( (k + r - 1) % 4 )) in
+            while [ $k -lt 5 ]; do
+                case $(( (k + r - 1) % 5 )) in
                     0) run_ibstack "$s" "$nl" "$r" lat ib_copy $COPY ;;
                     1) run_ibstack "$s" "$nl" "$r" lat ib_ceph $CEPH ;;
                     2) run_send_lat "$s" "$nl" "$r" ;;
                     3) run_rstream "$s" 1 "$nl" "$r" lat ;;
+                    4) run_ibstack "$s" "$nl" "$r" lat ib_zc $ZC ;;
                 esac
                 k=$((k + 1))
             done
@@ -396,9 +398,11 @@ END {
     for (i = 1; i <= n; i++) if (S[i] >= 4096) row("bandwidth, copying (ib_copy) / ib_send_bw", label(S[i]), m("ib_copy", "bw", S[i]), m("ib_send_bw", "bw", S[i]), ">=", 0.90)
     for (i = 1; i <= n; i++) if (S[i] >= 4096) row("bandwidth, zero-copy (ib_zc) / ib_send_bw", label(S[i]), m("ib_zc", "bw", S[i]), m("ib_send_bw", "bw", S[i]), ">=", 0.95)
     for (i = 1; i <= n; i++) row("latency median (ib_copy) / ib_send_lat typ.", label(S[i]), m("ib_copy", "lat", S[i]), m("ib_send_lat", "lat", S[i]), "<=", 1.10)
+    for (i = 1; i <= n; i++) row("latency median (ib_zc) / ib_send_lat typ.", label(S[i]), m("ib_zc", "lat", S[i]), m("ib_send_lat", "lat", S[i]), "<=", 1.10)
     for (i = 1; i <= n; i++) if (S[i] == 64) row("64 B writes stream (ib_copy) / ib_send_bw", label(S[i]), m("ib_copy", "bw", S[i]), m("ib_send_bw", "bw", S[i]), ">=", 3)
     for (i = 1; i <= n; i++) row("bandwidth (ib_copy) / rstream", label(S[i]), m("ib_copy", "bw", S[i]), m("rstream", "bw", S[i]), ">", 1)
     for (i = 1; i <= n; i++) row("latency mean (ib_copy) / rstream mean", label(S[i]), m("ib_copy", "lat_avg", S[i]), m("rstream", "lat", S[i]), "<", 1)
+    for (i = 1; i <= n; i++) row("latency mean (ib_zc) / rstream mean", label(S[i]), m("ib_zc", "lat_avg", S[i]), m("rstream", "lat", S[i]), "<", 1)
     for (i = 1; i <= n; i++) row("CPU s per GiB (ib_copy) / ib_send_bw", label(S[i]), cpu("ib_copy", S[i]), cpu("ib_send_bw", S[i]), "<=", 1.2)
     for (i = 1; i <= n; i++) row("Ceph pattern latency (ib_ceph) / ib_send_lat", label(S[i]), m("ib_ceph", "lat", S[i]), m("ib_send_lat", "lat", S[i]), "<=", S[i] == 64 ? 1.5 : 1.2)
     for (i = 1; i <= n; i++) if (S[i] >= 4096) row("Ceph pattern bandwidth (ib_ceph) / ib_send_bw", label(S[i]), m("ib_ceph", "bw", S[i]), m("ib_send_bw", "bw", S[i]), ">=", 0.90)
