@@ -7,6 +7,7 @@
 
 pub mod conn;
 pub mod listener;
+mod window;
 
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
@@ -40,10 +41,6 @@ const SLEEP_MS: i32 = 100;
 /// (completions, TCP sockets, async events, deadlines, shutdown) wakes its
 /// epoll set, so the timeout is only a safety net; each wake-up costs CPU.
 const IDLE_SLEEP_MS: i32 = 1000;
-
-/// The polling thread's shortest busy-poll window, in microseconds (see
-/// `Shared::run`; never longer than `ms_async_rdma_polling_us`).
-const MIN_WINDOW_US: u64 = 50;
 /// While busy, TCP sockets and closing connections are checked this often (µs).
 const FD_CHECK_US: u64 = 200;
 
@@ -615,21 +612,12 @@ impl Shared {
     }
 
     /// The polling thread: busy-poll for up to `ms_async_rdma_polling_us`
-    /// after the last activity, then arm the CQs and sleep in epoll.
-    ///
-    /// The busy-poll window adapts, as KVM's halt polling does. A window that
-    /// ran out with no work halves, down to [`MIN_WINDOW_US`]: its spinning
-    /// only took a core, on a host short of cores the application's. A
-    /// sleep whose work came within `ms_async_rdma_polling_us` of the last
-    /// work (the full window would have caught it) doubles it back. Work
-    /// that comes more often than the option keeps the full window, so
-    /// ping-pong latency is unchanged; a stream whose completions are further
-    /// apart (64 KiB messages on rxe: about 1.2 ms) no longer spins a full
-    /// window before every sleep.
+    /// after the last activity (the window adapts: `window.rs`), then arm the
+    /// CQs and sleep in epoll.
     fn run(self: Arc<Self>) {
         let counters = self.disp.env().counters.clone();
         let mut last_work = Stamp::now();
-        let mut window = self.polling_us;
+        let mut window = window::BusyWindow::new(self.polling_us);
         // The last sleep ended by its timeout with nothing to do: no busy-poll window after it
         // (a 1 ms window every SLEEP_MS would be 1 % of a core for an idle stack).
         let mut idle_wake = false;
@@ -651,7 +639,7 @@ impl Shared {
             if stopping {
                 break;
             }
-            if !idle_wake && last_work.elapsed_us() < window {
+            if !idle_wake && last_work.elapsed_us() < window.us() {
                 // Busy-polling, but never at the expense of another runnable
                 // thread: the application thread this poller just woke (or
                 // the peer process) would otherwise wait for a scheduler tick
@@ -665,15 +653,15 @@ impl Shared {
                 Err(e) => log::error!("arming the completion queues: {e}"),
             }
             if !idle_wake {
-                window = (window / 2).max(MIN_WINDOW_US.min(self.polling_us));
+                window.ran_out();
             }
             counters.polling.store(0, Relaxed);
             let pending = self.disp.dying_count() > 0 || counters.rx_post_backlog.load(Relaxed) > 0;
             match self.poll_fds_counted(if pending { SLEEP_MS } else { IDLE_SLEEP_MS }) {
                 Ok((events, _)) => {
                     idle_wake = events == 0;
-                    if events > 0 && last_work.elapsed_us() <= self.polling_us {
-                        window = window.saturating_mul(2).min(self.polling_us);
+                    if events > 0 {
+                        window.woke_for_work(last_work.elapsed_us());
                     }
                 }
                 Err(e) => log::error!("polling thread: {e}"),
