@@ -7,7 +7,6 @@
 
 pub mod conn;
 pub mod listener;
-mod window;
 
 use crate::config::Config;
 use crate::dispatcher::Dispatcher;
@@ -611,13 +610,11 @@ impl Shared {
         }
     }
 
-    /// The polling thread: busy-poll for up to `ms_async_rdma_polling_us`
-    /// after the last activity (the window adapts: `window.rs`), then arm the
-    /// CQs and sleep in epoll.
+    /// The polling thread: busy-poll for `ms_async_rdma_polling_us` after
+    /// the last activity, then arm the CQs and sleep in epoll.
     fn run(self: Arc<Self>) {
         let counters = self.disp.env().counters.clone();
         let mut last_work = Stamp::now();
-        let mut window = window::BusyWindow::new(self.polling_us);
         // The last sleep ended by its timeout with nothing to do: no busy-poll window after it
         // (a 1 ms window every SLEEP_MS would be 1 % of a core for an idle stack).
         let mut idle_wake = false;
@@ -639,7 +636,7 @@ impl Shared {
             if stopping {
                 break;
             }
-            if !idle_wake && last_work.elapsed_us() < window.us() {
+            if !idle_wake && last_work.elapsed_us() < self.polling_us {
                 // Busy-polling, but never at the expense of another runnable
                 // thread: the application thread this poller just woke (or
                 // the peer process) would otherwise wait for a scheduler tick
@@ -652,18 +649,10 @@ impl Shared {
                 Ok(false) => {}
                 Err(e) => log::error!("arming the completion queues: {e}"),
             }
-            if !idle_wake {
-                window.ran_out();
-            }
             counters.polling.store(0, Relaxed);
             let pending = self.disp.dying_count() > 0 || counters.rx_post_backlog.load(Relaxed) > 0;
             match self.poll_fds_counted(if pending { SLEEP_MS } else { IDLE_SLEEP_MS }) {
-                Ok((events, _)) => {
-                    idle_wake = events == 0;
-                    if events > 0 {
-                        window.woke_for_work(last_work.elapsed_us());
-                    }
-                }
+                Ok((events, _)) => idle_wake = events == 0,
                 Err(e) => log::error!("polling thread: {e}"),
             }
             counters.polling.store(1, Relaxed);
