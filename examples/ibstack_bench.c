@@ -425,6 +425,17 @@ static ibstack_stack *make_stack(void) {
 
 /* ------------------------------------------------------------------ zero-copy (--zc) */
 
+/* the stack's pools for zero-copy sends (the caller frees them), or NULL with the error shown */
+static ibstack_mem_mgr *stack_pools(ibstack_stack *stack) {
+    ibstack_mem_mgr *mm = NULL;
+    int rc = ibstack_stack_mem_mgr(stack, &mm);
+    if (rc != 0) {
+        last_error("ibstack_stack_mem_mgr", rc);
+        return NULL;
+    }
+    return mm;
+}
+
 /* a TX chunk could not be had or sent yet: let the stack make progress */
 static int zc_wait(struct waiter *w) {
     if (opt.host_drive) {
@@ -572,12 +583,8 @@ static int serve_one(ibstack_conn *c) {
     } else if (flags & FLAG_ZC) {
         /* the echo comes from TX chunks of this side's pool, written only with --verify (the
          * pattern of message m, as the client checks it), as ib_send_lat answers from its buffer */
-        ibstack_mem_mgr *mm = NULL;
-        int rc = ibstack_stack_mem_mgr(g_stack, &mm);
-        if (rc != 0) {
-            last_error("ibstack_stack_mem_mgr", rc);
-            goto out;
-        }
+        ibstack_mem_mgr *mm = stack_pools(g_stack);
+        if (!mm) goto out;
         uint64_t n = (uint64_t)warmup + iters, m = 0;
         for (; m < n; m++)
             if (recv_zc(c, m * size, size, size, verify) < 0 || send_zc(c, mm, size, m, verify) < 0) break;
@@ -747,11 +754,7 @@ static void *bw_thread(void *arg) {
     ibstack_mem_mgr *mm = NULL;
     unsigned char *buf = alloc_buf(opt.size);
     int ok = buf && client_open(w->stack, w->iters, 0, &c) == 0;
-    int rc = 0;
-    if (ok && opt.zc && (rc = ibstack_stack_mem_mgr(w->stack, &mm)) != 0) {
-        last_error("ibstack_stack_mem_mgr", rc);
-        ok = 0;
-    }
+    if (ok && opt.zc && !(mm = stack_pools(w->stack))) ok = 0;
     if (buf) fill(buf, opt.size, 0);
     pthread_barrier_wait(w->go); /* every connection is up: all start together */
     w->rc = -1;
@@ -869,11 +872,7 @@ static int run_lat(ibstack_stack *stack) {
     }
     fill(buf, opt.size, 0);
     if (client_open(stack, opt.iters, warmup, &c) < 0) goto out;
-    int rc;
-    if (opt.zc && (rc = ibstack_stack_mem_mgr(stack, &mm)) != 0) {
-        last_error("ibstack_stack_mem_mgr", rc);
-        goto out;
-    }
+    if (opt.zc && !(mm = stack_pools(stack))) goto out;
 
     double total = 0, c0 = cpu_now(), m0 = mono_s();
     for (uint64_t m = 0; m < (uint64_t)warmup + opt.iters; m++) {

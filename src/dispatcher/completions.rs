@@ -129,8 +129,8 @@ impl Dispatcher {
     }
 
     /// RX completions: deliver successful receives of live QPs (replenishing
-    /// one buffer each; with the SRQ, in batches), return everything else to the pool, fault live QPs on
-    /// errors.
+    /// one buffer each; with the SRQ, in batches), return everything else to
+    /// the pool, fault live QPs on errors.
     pub(super) fn handle_rx(&self, wcs: &[Wc]) {
         let c = &self.env.counters;
         c.rx_total_wc.fetch_add(wcs.len() as u64, Relaxed);
